@@ -1,0 +1,1 @@
+"""Shipped agents: behaviour policies and pretrained decision agents."""

@@ -1,0 +1,1 @@
+"""Training configs (JSON), shipped as package data."""

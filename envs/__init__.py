@@ -1,0 +1,1 @@
+"""Environment specs (JSON), shipped as package data."""

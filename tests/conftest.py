@@ -1,0 +1,33 @@
+"""Test isolation: every test gets its own HOME, caches, dataset folders and working directory.
+
+Nothing the suite does can touch the user's real caches or datasets, or read `../shared`.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True)
+def isolated_environment(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    home.mkdir()
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(home / ".cache"))
+    monkeypatch.setenv("DECISION_MINRNN_CACHE", str(home / ".cache" / "decision_minrnn"))
+    monkeypatch.setenv("D4RL_DATASET_DIR", str(home / "d4rl"))
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(home / "minari"))
+    monkeypatch.setenv("TORCH_HOME", str(home / "torch"))
+    monkeypatch.setenv("MPLCONFIGDIR", str(home / "mpl"))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setenv("MKL_NUM_THREADS", "1")
+    monkeypatch.setenv("MUJOCO_GL", "disable")
+    monkeypatch.chdir(work)
+    yield
