@@ -1,0 +1,53 @@
+"""Shared command-line plumbing: errors become one line on stderr with exit code 2 (bad input) or 1 (failure)."""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import sys
+from typing import Callable, Sequence
+
+from ..errors import UserInputError
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with exit code 2 and a one-line message for usage errors (argparse's own convention)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def cli_entry(func: Callable[[Sequence[str] | None], int | None]) -> Callable[[Sequence[str] | None], int]:
+    """Wrap a `main(argv)`: UserInputError -> exit 2, other failures -> exit 1, each as one line (no traceback).
+
+    Set DECISION_MINRNN_DEBUG=1 to get the traceback instead.
+    """
+
+    @functools.wraps(func)
+    def main(argv: Sequence[str] | None = None) -> int:
+        import os
+
+        prog = func.__module__.rsplit(".", 1)[-1]
+        try:
+            code = func(argv)
+            return int(code or 0)
+        except KeyboardInterrupt:
+            print(f"{prog}: interrupted", file=sys.stderr)
+            return 130
+        except UserInputError as e:
+            if os.environ.get("DECISION_MINRNN_DEBUG"):
+                raise
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        except Exception as e:  # noqa: BLE001 - the CLI's promise is one clear line, not a traceback
+            if os.environ.get("DECISION_MINRNN_DEBUG"):
+                raise
+            print(f"error: {type(e).__name__}: {e}", file=sys.stderr)
+            return 1
+
+    return main
+
+
+def run_main(main: Callable[[Sequence[str] | None], int]) -> None:
+    """`if __name__ == "__main__": run_main(main)`."""
+    sys.exit(main(None))
