@@ -121,8 +121,13 @@ def get_env_spec(name: str) -> EnvSpec:
     return env_specs()[names[key]]
 
 
-def resolve_task(name: str) -> Task:
-    """Parse `<env>-<quality>[-v2]`; unknown names fail with the valid names and the closest suggestion."""
+def resolve_task(name: str | Task) -> Task:
+    """Parse `<env>-<quality>[-v2]`; unknown names fail with the valid names and the closest suggestion.
+
+    A `Task` is returned as it is, so functions can take either a name or a resolved task.
+    """
+    if isinstance(name, Task):
+        return name
     key = name.strip().lower()
     strict = key.endswith("-v2")
     if strict:

@@ -1,0 +1,211 @@
+"""The one backbone interface (design.md 1): parallel `forward`, one-token `step`, typed states, per-row resets.
+
+A backbone is a stack of pre-norm residual blocks `x + mixer(norm(x))` (plus an optional feed-forward) around a
+sequence mixer. Mixers differ (minGRU, minLSTM, attention, S4D, Mamba); everything else, state handling included,
+lives here once. A mixer implements:
+
+    forward(x, layer_state | None) -> (y, layer_state)     # x (batch, time, width)
+    step(x_t, layer_state) -> (y_t, layer_state)            # x_t (batch, width)
+    initial_state(batch, device, dtype) -> layer_state      # a tuple of tensors, batch first
+    state_fields: tuple[str, ...]                           # names of those tensors
+    state_shapes() -> tuple[tuple[int, ...], ...]           # their shapes without the batch dimension
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import ClassVar, Sequence
+
+import torch
+from torch import Tensor, nn
+
+
+@dataclass(frozen=True)
+class BackboneState:
+    """Base of every backbone's state: each field holds one tensor per layer, batch first.
+
+    Subclasses only declare their fields, so a state of another backbone is a different type and is rejected.
+    """
+
+    backbone: ClassVar[str] = "?"
+
+    def fields(self) -> dict[str, tuple[Tensor, ...]]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    @property
+    def batch_size(self) -> int:
+        return next(iter(self.fields().values()))[0].shape[0]
+
+    @property
+    def n_layers(self) -> int:
+        return len(next(iter(self.fields().values())))
+
+    def layer(self, i: int) -> tuple[Tensor, ...]:
+        return tuple(v[i] for v in self.fields().values())
+
+    def map(self, fn) -> "BackboneState":
+        """A new state with `fn` applied to every tensor (e.g. `lambda t: t.detach()`)."""
+        return type(self)(**{k: tuple(fn(t) for t in v) for k, v in self.fields().items()})
+
+    def detach(self) -> "BackboneState":
+        return self.map(lambda t: t.detach())
+
+    def to(self, *args, **kwargs) -> "BackboneState":
+        return self.map(lambda t: t.to(*args, **kwargs))
+
+
+def _layers_to_state(cls: type[BackboneState], names: Sequence[str], layers: Sequence[tuple[Tensor, ...]]):
+    return cls(**{name: tuple(layer[j] for layer in layers) for j, name in enumerate(names)})
+
+
+class FeedForward(nn.Module):
+    """Pre-norm position-wise MLP (mult x width, GELU)."""
+
+    def __init__(self, d_model: int, mult: int, dropout: float):
+        super().__init__()
+        self.norm = nn.LayerNorm(d_model)
+        self.net = nn.Sequential(
+            nn.Linear(d_model, mult * d_model), nn.GELU(), nn.Linear(mult * d_model, d_model), nn.Dropout(dropout)
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.net(self.norm(x))
+
+
+class Block(nn.Module):
+    """`x + dropout(mixer(norm(x)))`, then the optional feed-forward."""
+
+    def __init__(self, d_model: int, mixer: nn.Module, ff_mult: int, dropout: float):
+        super().__init__()
+        self.norm = nn.LayerNorm(d_model)
+        self.mixer = mixer
+        self.dropout = nn.Dropout(dropout)
+        self.ff = FeedForward(d_model, ff_mult, dropout) if ff_mult > 0 else None
+
+    def forward(self, x: Tensor, state: tuple[Tensor, ...] | None):
+        y, state = self.mixer(self.norm(x), state)
+        x = x + self.dropout(y)
+        return (self.ff(x) if self.ff is not None else x), state
+
+    def step(self, x: Tensor, state: tuple[Tensor, ...]):
+        y, state = self.mixer.step(self.norm(x), state)
+        x = x + self.dropout(y)
+        return (self.ff(x) if self.ff is not None else x), state
+
+
+class Backbone(nn.Module):
+    """A stack of blocks around one kind of mixer, with the interface of design.md 1."""
+
+    name: ClassVar[str] = "?"
+    state_cls: ClassVar[type[BackboneState]] = BackboneState
+
+    def __init__(self, d_model: int, mixers: Sequence[nn.Module], *, ff_mult: int, dropout: float):
+        super().__init__()
+        if d_model <= 0:
+            raise ValueError(f"d_model must be positive, got {d_model}")
+        if len(mixers) == 0:
+            raise ValueError("a backbone needs at least one layer (n_layers >= 1)")
+        self.d_model = d_model
+        self.layers = nn.ModuleList(Block(d_model, m, ff_mult, dropout) for m in mixers)
+        self.norm_out = nn.LayerNorm(d_model)
+
+    # ------------------------------------------------------------------------------------------------ interface
+    def forward(self, x: Tensor, state: BackboneState | None = None) -> tuple[Tensor, BackboneState]:
+        """All of time at once: x (batch, time, d_model) -> y (batch, time, d_model) and the final state."""
+        self._check_input(x, 3, "forward")
+        if state is not None:
+            self._check_state(state, x.shape[0])
+        if x.shape[1] == 0:
+            if state is None:
+                state = self.initial_state(x.shape[0], device=x.device, dtype=x.dtype)
+            return x.new_zeros(x.shape), state
+        layer_states = []
+        for i, block in enumerate(self.layers):
+            x, s = block(x, None if state is None else state.layer(i))
+            layer_states.append(s)
+        return self.norm_out(x), _layers_to_state(self.state_cls, self._fields, layer_states)
+
+    def step(self, x_t: Tensor, state: BackboneState | None = None) -> tuple[Tensor, BackboneState]:
+        """One token: x_t (batch, d_model) -> y_t (batch, d_model); cost independent of the past length."""
+        self._check_input(x_t, 2, "step")
+        if state is None:
+            state = self.initial_state(x_t.shape[0], device=x_t.device, dtype=x_t.dtype)
+        else:
+            self._check_state(state, x_t.shape[0])
+        layer_states = []
+        for i, block in enumerate(self.layers):
+            x_t, s = block.step(x_t, state.layer(i))
+            layer_states.append(s)
+        return self.norm_out(x_t), _layers_to_state(self.state_cls, self._fields, layer_states)
+
+    def initial_state(self, batch_size: int, device: torch.device | str | None = None,
+                      dtype: torch.dtype | None = None) -> BackboneState:
+        """The state before any token (zeros, empty caches)."""
+        if batch_size <= 0:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        p = next(self.parameters())
+        device = p.device if device is None else torch.device(device)
+        dtype = p.dtype if dtype is None else dtype
+        layers = [block.mixer.initial_state(batch_size, device, dtype) for block in self.layers]
+        return _layers_to_state(self.state_cls, self._fields, layers)
+
+    def reset_state(self, state: BackboneState, mask: Tensor) -> BackboneState:
+        """Rows where `mask` (batch,) is true start afresh; the other rows are returned untouched."""
+        self._check_state(state, state.batch_size)
+        mask = torch.as_tensor(mask, device=next(iter(state.fields().values()))[0].device)
+        if mask.dim() != 1 or mask.shape[0] != state.batch_size:
+            raise ValueError(f"reset mask must be (batch,) = ({state.batch_size},), got {tuple(mask.shape)}")
+        mask = mask.bool()
+        fresh = self.initial_state(state.batch_size, device=mask.device,
+                                   dtype=next(iter(state.fields().values()))[0].dtype)
+
+        def pick(new: Tensor, old: Tensor) -> Tensor:
+            return torch.where(mask.view(-1, *([1] * (old.dim() - 1))), new.to(old.dtype), old)
+
+        return type(state)(**{k: tuple(pick(n, o) for n, o in zip(fresh.fields()[k], v))
+                              for k, v in state.fields().items()})
+
+    # ------------------------------------------------------------------------------------------------- checking
+    @property
+    def _fields(self) -> tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(self.state_cls))
+
+    def _check_input(self, x: Tensor, rank: int, where: str) -> None:
+        if not isinstance(x, Tensor):
+            raise TypeError(f"{self.name}.{where} expects a torch.Tensor, got {type(x).__name__}")
+        if not x.is_floating_point():
+            raise TypeError(f"{self.name}.{where} expects a floating-point tensor, got {x.dtype}")
+        if x.dim() != rank:
+            shape = "(batch, time, d_model)" if rank == 3 else "(batch, d_model)"
+            raise ValueError(f"{self.name}.{where} expects x of shape {shape}, got rank {x.dim()} {tuple(x.shape)}")
+        if x.shape[-1] != self.d_model:
+            raise ValueError(f"{self.name}.{where}: input width {x.shape[-1]} != d_model {self.d_model}")
+
+    def _check_state(self, state: BackboneState, batch_size: int) -> None:
+        if not isinstance(state, self.state_cls):
+            got = getattr(type(state), "backbone", type(state).__name__)
+            raise TypeError(f"{self.name} backbone expects a {self.state_cls.__name__}, got a state of {got!r} "
+                            f"({type(state).__name__})")
+        if state.n_layers != len(self.layers):
+            raise ValueError(f"{self.name} state has {state.n_layers} layers, the backbone has {len(self.layers)}")
+        if state.batch_size != batch_size:
+            raise ValueError(f"{self.name} state has batch size {state.batch_size}, the input has {batch_size}")
+        for i, block in enumerate(self.layers):
+            for name, tensor, shape in zip(self._fields, state.layer(i), block.mixer.state_shapes()):
+                if tuple(tensor.shape[1:]) != tuple(shape):
+                    raise ValueError(f"{self.name} state field {name!r} of layer {i} has shape "
+                                     f"{tuple(tensor.shape)}, expected (batch, {', '.join(map(str, shape))})")
+            block.mixer.check_state_values(state.layer(i))
+
+
+class Mixer(nn.Module):
+    """Base for sequence mixers; see the module docstring for the contract."""
+
+    state_fields: ClassVar[tuple[str, ...]] = ()
+
+    def state_shapes(self) -> tuple[tuple[int, ...], ...]:
+        raise NotImplementedError
+
+    def check_state_values(self, state: tuple[Tensor, ...]) -> None:
+        """Reject states no run of this mixer can produce (e.g. a negative minGRU state). Default: accept."""

@@ -1,0 +1,111 @@
+"""minGRU (Feng et al., 2024): gates from the input alone, so `h_t = (1 - z_t) h_{t-1} + z_t g(k_h)` is a scan.
+
+The positive-recurrence machinery here is shared with minLSTM, which is the same recurrence with another gate logit.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..scan import scan, scan_log, uses_log_space
+from .base import Backbone, BackboneState, Mixer
+
+
+def g(x: Tensor) -> Tensor:
+    """`x + 0.5` for x >= 0, `sigmoid(x)` otherwise: continuous, strictly positive, so the state stays positive."""
+    return torch.where(x >= 0, x + 0.5, torch.sigmoid(x))
+
+
+def log_g(x: Tensor) -> Tensor:
+    """`log g(x)`, computed without forming g for negative x."""
+    return torch.where(x >= 0, torch.log(F.relu(x) + 0.5), -F.softplus(-x))
+
+
+def gated_recurrence(gate_logit: Tensor, candidate: Tensor, h0: Tensor | None, impl: str | None) -> Tensor:
+    """`h_t = sigmoid(-k) h_{t-1} + sigmoid(k) g(c)` for gate logit `k` and candidate `c`, all steps at once.
+
+    minGRU uses `k = k_z`; minLSTM's normalised gates give the same form with `k = softplus(-k_f) - softplus(-k_i)`.
+    Log-space implementations get `log a = -softplus(k)`, `log b = -softplus(-k) + log g(c)`; the others the values.
+    """
+    if uses_log_space(impl, candidate.device):
+        return scan_log(-F.softplus(gate_logit), -F.softplus(-gate_logit) + log_g(candidate), h0, impl=impl)
+    return scan(torch.sigmoid(-gate_logit), torch.sigmoid(gate_logit) * g(candidate), h0, impl=impl)
+
+
+def gated_step(gate_logit: Tensor, candidate: Tensor, h: Tensor) -> Tensor:
+    """One step of `gated_recurrence` (the same formula, one token)."""
+    return torch.addcmul(torch.sigmoid(gate_logit) * g(candidate), torch.sigmoid(-gate_logit), h)
+
+
+class PositiveRecurrentMixer(Mixer):
+    """Shared body of minGRU / minLSTM: input projection -> gated positive scan -> output projection."""
+
+    state_fields = ("h",)
+    n_gates = 1
+
+    def __init__(self, d_model: int, expansion: float = 1.0, scan_impl: str | None = None):
+        super().__init__()
+        self.d_inner = max(1, int(round(d_model * expansion)))
+        self.scan_impl = scan_impl
+        self.in_proj = nn.Linear(d_model, (1 + self.n_gates) * self.d_inner, bias=False)
+        self.out_proj = nn.Linear(self.d_inner, d_model, bias=False) if self.d_inner != d_model else nn.Identity()
+
+    def state_shapes(self):
+        return ((self.d_inner,),)
+
+    def check_state_values(self, state):
+        (h,) = state
+        if bool((h < 0).any()):
+            raise ValueError(f"{type(self).__name__} state must be >= 0 (h_t is a convex mix of positive values "
+                             f"starting from 0); got a negative entry: is this a state of another model?")
+
+    def initial_state(self, batch_size: int, device, dtype):
+        return (torch.zeros(batch_size, self.d_inner, device=device, dtype=dtype),)
+
+    def gate_logit(self, gates: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def _split(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        proj = self.in_proj(x)
+        candidate, gates = proj[..., : self.d_inner], proj[..., self.d_inner:]
+        return self.gate_logit(gates), candidate
+
+    def forward(self, x: Tensor, state):
+        k, c = self._split(x)
+        h = gated_recurrence(k, c, None if state is None else state[0], self.scan_impl)
+        return self.out_proj(h), (h[:, -1],)
+
+    def step(self, x_t: Tensor, state):
+        k, c = self._split(x_t)
+        h = gated_step(k, c, state[0])
+        return self.out_proj(h), (h,)
+
+
+class MinGRUMixer(PositiveRecurrentMixer):
+    n_gates = 1
+
+    def gate_logit(self, gates: Tensor) -> Tensor:
+        return gates
+
+
+@dataclass(frozen=True)
+class MinGRUState(BackboneState):
+    backbone = "mingru"
+    h: tuple[Tensor, ...]
+
+
+class MinGRU(Backbone):
+    """Stack of minGRU blocks."""
+
+    name = "mingru"
+    state_cls = MinGRUState
+
+    def __init__(self, d_model: int, n_layers: int, *, expansion: float = 1.0, ff_mult: int = 4,
+                 dropout: float = 0.0, scan_impl: str | None = None):
+        super().__init__(d_model, [MinGRUMixer(d_model, expansion, scan_impl) for _ in range(n_layers)],
+                         ff_mult=ff_mult, dropout=dropout)

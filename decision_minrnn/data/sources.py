@@ -1,0 +1,120 @@
+"""Which data a task trains on: `--data-source {auto,d4rl,minari,regenerated}` (design.md 3).
+
+`auto` takes the first that exists: the D4RL v2 file in `$D4RL_DATASET_DIR` (downloaded if missing and the network
+answers), then a locally installed Minari dataset, then this package's regenerated data. Only absence moves on to the
+next source: a file that exists but is corrupt is an error naming it, so a run never trains on other data than the
+user put there without saying so.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+
+from ..errors import DatasetError, RunFailure, UserInputError
+from ..tasks import Task, resolve_task
+from .d4rl import read_d4rl_hdf5
+from .download import d4rl_file_path, download_d4rl
+from .minari_source import minari_available, read_minari
+from .trajectories import SOURCES, TrajectoryDataset
+
+DATA_SOURCES = ("auto", *SOURCES)
+_REGENERATE_MODULE = "decision_minrnn.behaviour.regenerate"
+
+
+def load_dataset(
+    task_name: str | Task, data_source: str = "auto", *, verbose: bool = True, download: bool = True
+) -> TrajectoryDataset:
+    """Resolve the task, pick the source, load and validate the data; print one summary line to stderr if verbose.
+
+    A `-v2` task name means D4RL data only. `download=False` never touches the network.
+    """
+    task = resolve_task(task_name)
+    if data_source not in DATA_SOURCES:
+        raise UserInputError(f"unknown data source {data_source!r}; valid: {', '.join(DATA_SOURCES)}")
+    if task.strict_d4rl:
+        if data_source not in ("auto", "d4rl"):
+            raise UserInputError(
+                f"task {task_name!r} names the D4RL v2 file (the -v2 suffix) but --data-source is {data_source}; "
+                f"drop the suffix ({task.name}) or use --data-source d4rl"
+            )
+        data_source = "d4rl"
+
+    notes: list[str] = []
+    if data_source == "d4rl":
+        dataset = _load_d4rl(task, download=download, verbose=verbose)
+    elif data_source == "minari":
+        dataset = read_minari(task)
+    elif data_source == "regenerated":
+        dataset = _load_regenerated(task)
+    else:
+        dataset = _load_auto(task, download=download, verbose=verbose, notes=notes)
+    if verbose:
+        for note in notes:
+            print(note, file=sys.stderr)
+        print(dataset.summary(), file=sys.stderr)
+    return dataset
+
+
+def _load_d4rl(task: Task, *, download: bool, verbose: bool) -> TrajectoryDataset:
+    path = d4rl_file_path(task)
+    if not path.exists():
+        if not download:
+            raise DatasetError(f"{path}: file not found (place the D4RL v2 file there, or allow downloading)")
+        path = download_d4rl(task, verbose=verbose)
+    dataset = read_d4rl_hdf5(path, task)
+    if dataset.source != "d4rl":
+        raise DatasetError(
+            f"{path}: carries the decision_minrnn_regenerated attribute but has a D4RL v2 file name; "
+            "regenerated data must not pose as D4RL data (move it out of $D4RL_DATASET_DIR)"
+        )
+    return dataset
+
+
+def _load_auto(task: Task, *, download: bool, verbose: bool, notes: list[str]) -> TrajectoryDataset:
+    path = d4rl_file_path(task)
+    if path.exists():
+        return _load_d4rl(task, download=False, verbose=verbose)
+    if download:
+        try:
+            return _load_d4rl(task, download=True, verbose=verbose)
+        except RunFailure as e:
+            notes.append(f"auto data source: no D4RL file ({e}); trying Minari")
+    else:
+        notes.append(f"auto data source: no D4RL file at {path}; trying Minari")
+    if minari_available(task):
+        return read_minari(task)
+    minari_id = task.source.minari_id
+    notes.append(
+        f"auto data source: Minari dataset {minari_id} not installed; using regenerated data"
+        if minari_id
+        else f"auto data source: Minari has no {task.quality} dataset; using regenerated data"
+    )
+    return _load_regenerated(task)
+
+
+def _load_regenerated(task: Task) -> TrajectoryDataset:
+    """Load this package's regenerated data for the task from the cache, regenerating it first if needed."""
+    try:
+        regenerate = importlib.import_module(_REGENERATE_MODULE)
+        path_of, build = regenerate.regenerated_dataset_path, regenerate.regenerate_dataset
+    except ModuleNotFoundError as e:
+        if e.name != _REGENERATE_MODULE:
+            raise
+        raise DatasetError(
+            f"regenerated data for {task.name} is not available in this version (no {_REGENERATE_MODULE}); "
+            "use --data-source d4rl or minari"
+        ) from None
+    except AttributeError:
+        raise DatasetError(
+            f"regenerated data for {task.name} is not available: {_REGENERATE_MODULE} lacks "
+            "regenerated_dataset_path/regenerate_dataset"
+        ) from None
+    path = Path(path_of(task.name))
+    if not path.exists():
+        path = Path(build(task.name, seed=0))
+    dataset = read_d4rl_hdf5(path, task)
+    if dataset.source != "regenerated":
+        raise DatasetError(f"{path}: lacks the decision_minrnn_regenerated provenance attribute; delete and regenerate")
+    return dataset

@@ -1,0 +1,146 @@
+"""Source resolution (`--data-source`): the auto order, strict sources, corrupt files never falling back, the
+regenerated-data hook (a stand-in module here; the real one belongs to the behaviour work)."""
+
+from __future__ import annotations
+
+import socket
+import sys
+import types
+from pathlib import Path
+
+import pytest
+from test_data_helpers import episode_arrays, write_file
+from test_data_minari import create_minari
+
+from decision_minrnn.data import d4rl_file_path, load_dataset
+from decision_minrnn.errors import DatasetError, RunFailure, UserInputError
+from decision_minrnn.paths import regenerated_dataset_dir
+
+REGEN = "decision_minrnn.behaviour.regenerate"
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch):
+    """Point downloads at a closed local port: these tests never reach the internet."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("DECISION_MINRNN_D4RL_URL", f"http://127.0.0.1:{port}")
+
+
+@pytest.fixture
+def fake_regenerate(monkeypatch):
+    """A stand-in for the behaviour module: writes a small regenerated file and counts the calls."""
+    module = types.ModuleType(REGEN)
+    module.calls = []
+
+    def regenerated_dataset_path(task: str) -> Path:
+        return regenerated_dataset_dir() / f"{task}-regenerated-seed0.hdf5"
+
+    def regenerate_dataset(task_name: str, *, seed: int = 0, transitions: int | None = None) -> Path:
+        module.calls.append(task_name)
+        path = regenerated_dataset_path(task_name)
+        attrs = {"decision_minrnn_regenerated": True, "task": task_name, "env_id": "Hopper-v5", "seed": seed}
+        return write_file(path, episode_arrays(task_name, [9, 3], ["terminal", "timeout"]), attrs=attrs)
+
+    module.regenerated_dataset_path = regenerated_dataset_path
+    module.regenerate_dataset = regenerate_dataset
+    monkeypatch.setitem(sys.modules, REGEN, module)
+    return module
+
+
+def _d4rl_file(task: str, lengths=(6, 4)) -> Path:
+    return write_file(d4rl_file_path(task), episode_arrays(task, list(lengths), ["terminal", "timeout"]))
+
+
+def test_auto_prefers_the_d4rl_file_and_prints_one_summary_line(capsys):
+    path = _d4rl_file("hopper-medium")
+    create_minari("mujoco/hopper/medium-v0", episode_arrays("hopper-medium", [3], ["terminal"]), [3])
+    ds = load_dataset("hopper-medium")
+    assert ds.source == "d4rl" and ds.location == str(path)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0] == ds.summary()
+
+
+def test_auto_falls_back_to_minari_then_regenerated(fake_regenerate, capsys):
+    create_minari("mujoco/hopper/medium-v0", episode_arrays("hopper-medium", [3, 2], ["terminal", "timeout"]), [3, 2])
+    assert load_dataset("hopper-medium").source == "minari"
+    err = capsys.readouterr().err
+    assert "trying Minari" in err and "could not download" in err
+
+    ds = load_dataset("hopper-medium-replay")  # Minari has no medium-replay
+    assert ds.source == "regenerated" and not ds.comparable_with_d4rl
+    assert fake_regenerate.calls == ["hopper-medium-replay"]
+    again = load_dataset("hopper-medium-replay", verbose=False)  # now cached: not regenerated twice
+    assert fake_regenerate.calls == ["hopper-medium-replay"] and again.num_transitions == 12
+
+
+def test_corrupt_d4rl_file_is_an_error_not_a_fallback(fake_regenerate):
+    path = d4rl_file_path("hopper-medium")
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"not hdf5")
+    create_minari("mujoco/hopper/medium-v0", episode_arrays("hopper-medium", [3], ["terminal"]), [3])
+    with pytest.raises(DatasetError, match=str(path)):
+        load_dataset("hopper-medium")
+    assert fake_regenerate.calls == []
+
+
+def test_corrupt_minari_dataset_is_an_error_not_a_fallback(fake_regenerate):
+    from minari.storage import get_dataset_path
+
+    create_minari("mujoco/hopper/medium-v0", episode_arrays("hopper-medium", [3], ["terminal"]), [3])
+    (get_dataset_path("mujoco/hopper/medium-v0") / "data" / "main_data.hdf5").write_bytes(b"x")
+    with pytest.raises(DatasetError, match="cannot read"):
+        load_dataset("hopper-medium", verbose=False)
+    assert fake_regenerate.calls == []
+
+
+def test_strict_sources(fake_regenerate):
+    with pytest.raises(RunFailure, match="could not download"):  # d4rl only: no fallback
+        load_dataset("hopper-medium", "d4rl")
+    with pytest.raises(DatasetError, match="file not found"):
+        load_dataset("hopper-medium", "d4rl", download=False)
+    with pytest.raises(DatasetError, match="not installed"):
+        load_dataset("hopper-medium", "minari")
+    assert load_dataset("hopper-medium", "regenerated", verbose=False).source == "regenerated"
+    _d4rl_file("hopper-medium")
+    assert load_dataset("hopper-medium", "regenerated", verbose=False).source == "regenerated"
+    assert load_dataset("hopper-medium", "d4rl", verbose=False).source == "d4rl"
+
+
+def test_v2_suffix_means_d4rl_only(fake_regenerate):
+    create_minari("mujoco/hopper/medium-v0", episode_arrays("hopper-medium", [3], ["terminal"]), [3])
+    with pytest.raises(RunFailure):  # no D4RL file, no network: must not fall back to Minari
+        load_dataset("hopper-medium-v2")
+    with pytest.raises(UserInputError, match="-v2"):
+        load_dataset("hopper-medium-v2", "minari")
+    _d4rl_file("hopper-medium")
+    assert load_dataset("hopper-medium-v2", verbose=False).source == "d4rl"
+
+
+def test_regenerated_file_at_a_d4rl_name_is_refused():
+    path = d4rl_file_path("hopper-medium")
+    attrs = {"decision_minrnn_regenerated": True, "task": "hopper-medium"}
+    write_file(path, episode_arrays("hopper-medium", [4], ["terminal"]), attrs=attrs)
+    with pytest.raises(DatasetError, match="D4RL v2 file name"):
+        load_dataset("hopper-medium", verbose=False)
+
+
+def test_regenerated_cache_without_provenance_is_refused(fake_regenerate):
+    path = fake_regenerate.regenerated_dataset_path("hopper-medium")
+    write_file(path, episode_arrays("hopper-medium", [4], ["terminal"]))
+    with pytest.raises(DatasetError, match="decision_minrnn_regenerated"):
+        load_dataset("hopper-medium", "regenerated", verbose=False)
+
+
+def test_missing_regenerate_module_is_a_clear_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, REGEN, None)  # import fails as if the module did not exist
+    with pytest.raises(DatasetError, match="regenerated data for hopper-medium is not available"):
+        load_dataset("hopper-medium", "regenerated")
+
+
+def test_bad_source_and_task_names():
+    with pytest.raises(UserInputError, match="unknown data source 'd4rl2'"):
+        load_dataset("hopper-medium", "d4rl2")
+    with pytest.raises(UserInputError, match="did you mean 'hopper-medium'"):
+        load_dataset("hoper-medium")
