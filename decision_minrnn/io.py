@@ -20,6 +20,7 @@ def atomic_path(target: str | os.PathLike, *, is_dir: bool = False) -> Iterator[
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}-", dir=target.parent))
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; a renamed folder should get the usual permissions
     work = tmp if is_dir else tmp / target.name
     try:
         yield work
@@ -35,6 +36,12 @@ def atomic_path(target: str | os.PathLike, *, is_dir: bool = False) -> Iterator[
             os.replace(work, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_json(path: str | os.PathLike, data: Any) -> None:

@@ -24,6 +24,8 @@ def isolated_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("DECISION_MINRNN_CACHE", str(home / ".cache" / "decision_minrnn"))
     monkeypatch.setenv("D4RL_DATASET_DIR", str(home / "d4rl"))
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(home / "minari"))
+    # Never reach the real D4RL server from a test: downloads go to a closed local port unless a test says otherwise.
+    monkeypatch.setenv("DECISION_MINRNN_D4RL_URL", "http://127.0.0.1:9")
     monkeypatch.setenv("TORCH_HOME", str(home / "torch"))
     monkeypatch.setenv("MPLCONFIGDIR", str(home / "mpl"))
     monkeypatch.setenv("OMP_NUM_THREADS", "1")

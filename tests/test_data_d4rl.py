@@ -68,7 +68,8 @@ def test_statistics_and_summary(tmp_path):
     np.testing.assert_allclose(st["state_mean"], obs.mean(0), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(st["state_std"], obs.std(0) + 1e-6, rtol=1e-5)
     r = arrays["rewards"].astype(np.float32)
-    returns = np.array([r[:5].sum(), r[5:12].sum(), r[12:].sum()], dtype=np.float64)
+    returns = np.array([r[:5].sum(), r[5:12].sum()], dtype=np.float64)  # the trailing partial episode left out
+    assert st["returns_exclude_trailing_unfinished_episode"] is True
     assert st["return_raw"]["max"] == pytest.approx(returns.max(), rel=1e-5)
     assert st["return_raw"]["mean"] == pytest.approx(returns.mean(), rel=1e-5)
     assert st["return_normalized"]["min"] == pytest.approx(normalized_score("hopper", returns.min()), rel=1e-5)

@@ -23,7 +23,7 @@ def episode_arrays(task: str, lengths: list[int], ends: list[str], *, seed: int 
     terminals = np.zeros(n, dtype=bool)
     timeouts = np.zeros(n, dtype=bool)
     row = 0
-    for length, end in zip(lengths, ends):
+    for length, end in zip(lengths, ends, strict=True):
         row += length
         if end == "terminal":
             terminals[row - 1] = True

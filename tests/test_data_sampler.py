@@ -46,9 +46,11 @@ def _check_batch(ds, batch, *, context, context_len, burn_in=0):
         np.testing.assert_array_equal(batch["timesteps"][i, :n], np.arange(t_first, t_first + n))
         np.testing.assert_array_equal(batch["states"][i, :n], ds.observations[rows])
         np.testing.assert_array_equal(batch["actions"][i, :n], ds.actions[rows])
+        prev = [ds.actions[r - 1] if r > ep_start else np.zeros_like(ds.actions[r]) for r in rows]
+        np.testing.assert_array_equal(batch["prev_actions"][i, :n], np.asarray(prev))
         rtg = [ds.rewards[r:ep_end].astype(np.float64).sum() / 1000.0 for r in rows]
         np.testing.assert_allclose(batch["returns_to_go"][i, :n], rtg, rtol=1e-5, atol=1e-6)
-        for key in ("states", "actions", "returns_to_go", "timesteps"):
+        for key in ("states", "actions", "prev_actions", "returns_to_go", "timesteps"):
             assert not batch[key][i, n:].any(), key  # padding is zero
         loss = batch["loss_mask"][i]
         prefix = int(np.argmax(loss)) if loss.any() else n
@@ -123,11 +125,11 @@ def test_same_seed_same_batches_and_resume_from_state_dict():
 def test_episodes_are_drawn_in_proportion_to_length():
     lengths = [10, 30, 60]
     ds = in_memory_dataset("hopper-medium", lengths)
-    window = _identity_sampler(ds, context_len=1, batch_size=20000, seed=0).sample()
-    rows = np.rint(window["states"][:, 0, 0]).astype(int)
+    window = _identity_sampler(ds, context_len=5, batch_size=20000, seed=0).sample()
+    rows = np.rint(window["states"][:, 0, 0]).astype(int)  # the first row of each window
     share = np.bincount(np.searchsorted(ds.episode_starts, rows, side="right") - 1, minlength=3) / len(rows)
     np.testing.assert_allclose(share, [0.1, 0.3, 0.6], atol=0.02)
-    # a uniform start within the episode: every row of the data is equally likely
+    # a uniform start within the episode (also in its last steps, padded): every row is equally likely to start
     np.testing.assert_allclose(np.bincount(rows, minlength=100) / len(rows), 0.01, atol=0.004)
 
     # episode mode with context 20: weight min(length, 20) = 10, 20, 20

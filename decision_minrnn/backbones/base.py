@@ -156,15 +156,19 @@ class Backbone(nn.Module):
         mask = torch.as_tensor(mask, device=next(iter(state.fields().values()))[0].device)
         if mask.dim() != 1 or mask.shape[0] != state.batch_size:
             raise ValueError(f"reset mask must be (batch,) = ({state.batch_size},), got {tuple(mask.shape)}")
-        mask = mask.bool()
         fresh = self.initial_state(state.batch_size, device=mask.device,
                                    dtype=next(iter(state.fields().values()))[0].dtype)
+        return self.select_rows(mask, fresh, state)
+
+    def select_rows(self, mask: Tensor, if_true: BackboneState, if_false: BackboneState) -> BackboneState:
+        """Row-wise choice between two states of this backbone: `if_true` where `mask` (batch,) is set."""
+        mask = mask.bool()
 
         def pick(new: Tensor, old: Tensor) -> Tensor:
             return torch.where(mask.view(-1, *([1] * (old.dim() - 1))), new.to(old.dtype), old)
 
-        return type(state)(**{k: tuple(pick(n, o) for n, o in zip(fresh.fields()[k], v))
-                              for k, v in state.fields().items()})
+        return type(if_false)(**{k: tuple(pick(n, o) for n, o in zip(if_true.fields()[k], v))
+                                 for k, v in if_false.fields().items()})
 
     # ------------------------------------------------------------------------------------------------- checking
     @property

@@ -65,7 +65,11 @@ def actor_state_dict(actor: nn.Module, dtype: torch.dtype = torch.float16) -> di
 
 
 def save_actor(
-    actor: nn.Module, path: str | os.PathLike, *, dtype: torch.dtype = torch.float16, metadata: Mapping[str, Any] | None = None
+    actor: nn.Module,
+    path: str | os.PathLike,
+    *,
+    dtype: torch.dtype = torch.float16,
+    metadata: Mapping[str, Any] | None = None,
 ) -> None:
     """Write the actor's weights as safetensors, atomically; `metadata` values are stored as strings."""
     from safetensors.torch import save_file
@@ -77,7 +81,9 @@ def save_actor(
         save_file(actor_state_dict(actor, dtype), str(tmp), metadata=meta)
 
 
-def export_sb3_actor(model: Any, path: str | os.PathLike, *, dtype: torch.dtype = torch.float16, **metadata: Any) -> None:
+def export_sb3_actor(
+    model: Any, path: str | os.PathLike, *, dtype: torch.dtype = torch.float16, **metadata: Any
+) -> None:
     """Export the actor of a stable-baselines3 SAC model (`model.actor`) to safetensors for `load_actor`."""
     if getattr(model.actor, "use_sde", False):
         raise ValueError("gSDE actors have no log_std head; export a SAC trained without use_sde")

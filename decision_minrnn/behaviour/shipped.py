@@ -60,7 +60,9 @@ def load_behaviour_actor(env: EnvSpec, role: str) -> SACActor:
     except Exception as e:  # noqa: BLE001 - safetensors raises several types for a damaged file
         raise DatasetError(f"{path}: cannot read the actor ({e})") from None
     if (actor.obs_dim, actor.act_dim) != (env.obs_dim, env.act_dim):
-        raise DatasetError(f"{path}: actor is {actor.obs_dim}->{actor.act_dim}, {env.name} needs {env.obs_dim}->{env.act_dim}")
+        raise DatasetError(
+            f"{path}: actor maps {actor.obs_dim}->{actor.act_dim}, {env.name} needs {env.obs_dim}->{env.act_dim}"
+        )
     return actor
 
 

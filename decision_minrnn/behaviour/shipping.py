@@ -1,17 +1,15 @@
 """Turning a SAC run folder into the shipped `agents/behaviour/<env>/` (a maintainer's tool, not used at run time).
 
-A run folder (the SAC runs the project was given, or `collect_dataset --train-behaviour`) holds `setup.json`,
-`progress.jsonl`, `actors/actor_<step>.safetensors` and `train_stream.npz`. Its `progress.jsonl` evaluates the
-*mean* action; the data is collected with *sampled* actions, which score lower, so every snapshot is re-measured here
-with sampled actions and the medium snapshot is the one closest to D4RL's medium level on that measure. The chosen
-policies are then measured again on fresh episodes for the card, so the card's numbers are not the ones that won the
-selection.
+A run folder (`run_folder.py`: the SAC runs the project was given, or `collect_dataset --train-behaviour`) evaluates
+each snapshot's *mean* action; the data is collected with *sampled* actions, which score lower. So every snapshot is
+re-measured here with sampled actions (a screening over a few episodes, then the three best candidates per role over
+more), medium = the snapshot closest to D4RL's medium level that the kept training stream reaches, expert = the best.
+The chosen policies are then measured once more on fresh episodes for the card, so the card's numbers are not the
+ones that won the selection, and always with the float16 weights that ship.
 """
 
 from __future__ import annotations
 
-import json
-import re
 import sys
 import time
 from pathlib import Path
@@ -25,21 +23,17 @@ from ..io import atomic_path, write_json
 from ..tasks import EnvSpec, get_env_spec
 from .actor import SACActor, SampledPolicy, UniformPolicy, actor_state_dict, load_actor, save_actor
 from .layout import compact_stream, expand_stream
-from .shipped import CARD, REPLAY, actor_file, behaviour_dir
+from .run_folder import STREAM, read_progress, read_setup, read_stream, snapshot_steps
+from .shipped import CARD, REPLAY, ROLES, actor_file, behaviour_dir
 from .vector import Policy, measure_returns
 
-# D4RL's medium level for each environment, as D4RL-normalized score of the behaviour policy's sampled actions.
+# D4RL's medium level per environment: D4RL-normalized score of the behaviour policy's sampled actions.
 MEDIUM_TARGETS = {"halfcheetah": 40.0, "hopper": 45.0, "walker2d": 60.0}
-_ACTOR_NAME = re.compile(r"^actor_(\d+)\.safetensors$")
+FINALISTS = 3
 
 
-def snapshot_steps(run_dir: Path) -> dict[int, Path]:
-    """Actor snapshots of a run folder by training step."""
-    found = {}
-    for p in sorted((run_dir / "actors").glob("actor_*.safetensors")):
-        if m := _ACTOR_NAME.match(p.name):
-            found[int(m.group(1))] = p
-    return found
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
 
 
 def _shipped_precision(path: Path) -> SACActor:
@@ -47,7 +41,7 @@ def _shipped_precision(path: Path) -> SACActor:
     return SACActor.from_state_dict(actor_state_dict(load_actor(path)))
 
 
-def _stats(env: EnvSpec, policy: Policy, episodes: int, seed: int | list[int]) -> dict[str, Any]:
+def _stats(env: EnvSpec, policy: Policy, episodes: int, seed: list[int]) -> dict[str, Any]:
     r = measure_returns(env.gym_id, policy, episodes, seed_sequence=np.random.SeedSequence(seed))
     return {
         "episodes": episodes,
@@ -58,16 +52,49 @@ def _stats(env: EnvSpec, policy: Policy, episodes: int, seed: int | list[int]) -
     }
 
 
-def _read_progress(run_dir: Path) -> dict[int, dict[str, Any]]:
-    path = run_dir / "progress.jsonl"
-    if not path.is_file():
-        return {}
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return {int(row["step"]): row for row in rows}
+def _sampled(env: EnvSpec, actor: SACActor, episodes: int, seed: list[int]) -> dict[str, Any]:
+    """Returns with sampled actions; env resets and action noise come from distinct streams of `seed`."""
+    return _stats(env, SampledPolicy(actor, np.random.default_rng([*seed, 1])), episodes, seed)
 
 
-def _log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+def select_snapshots(
+    env: EnvSpec, snaps: dict[int, Path], stream_rows: int, *, screen_episodes: int, finalist_episodes: int, seed: int
+) -> tuple[dict[str, int], list[dict[str, Any]]]:
+    """Medium and expert steps chosen by sampled-action returns, and the screening record behind the choice."""
+    target = MEDIUM_TARGETS[env.name]
+    screening = []
+    for i, step in enumerate(sorted(snaps)):
+        stats = _sampled(env, _shipped_precision(snaps[step]), screen_episodes, [seed, 1, step])
+        screening.append({"step": step, **stats})
+        _log(f"[{env.name}] screen {i + 1}/{len(snaps)} step {step}: sampled {screening[-1]['normalized']:.1f}")
+    replayable = [s for s in screening if s["step"] < stream_rows]  # medium-replay must be cut at medium's step
+    if not replayable:
+        raise UserInputError(f"no snapshot lies within the {stream_rows}-row training stream")
+    distance = {"medium": lambda st: abs(st["normalized"] - target), "expert": lambda st: -st["return_mean"]}
+    pools = {"medium": replayable, "expert": screening}
+    chosen = {}
+    for role in ROLES:
+        finalists = sorted(pools[role], key=distance[role])[:FINALISTS]
+        for s in finalists:
+            if "finalist" not in s:
+                actor = _shipped_precision(snaps[s["step"]])
+                s["finalist"] = _sampled(env, actor, finalist_episodes, [seed, 2, s["step"]])
+            _log(f"[{env.name}] {role} finalist step {s['step']}: sampled {s['finalist']['normalized']:.1f}")
+        chosen[role] = min(finalists, key=lambda s: distance[role](s["finalist"]))["step"]
+    return chosen, screening
+
+
+def _shortfall_notes(
+    env: EnvSpec, medium: dict[str, Any], screening: list[dict[str, Any]], stream_rows: int
+) -> list[str]:
+    """Say plainly when the medium policy misses its target, and what the neighbouring snapshots scored."""
+    target, got, step = MEDIUM_TARGETS[env.name], medium["sampled"]["normalized"], medium["training_steps"]
+    if abs(got - target) <= 5.0 or not screening:
+        return []
+    around = [s for s in screening if s["step"] < step][-1:] + [s for s in screening if s["step"] > step][:1]
+    return [f"medium scores {got:.1f} (sampled actions) against a target of {target:.0f}: no snapshot within the "
+            f"{stream_rows}-row training stream comes closer; its neighbours screened at "
+            + ", ".join(f"{s['normalized']:.1f} (step {s['step']})" for s in around)]
 
 
 def import_behaviour(
@@ -81,80 +108,55 @@ def import_behaviour(
     card_episodes: int = 20,
     seed: int = 0,
 ) -> Path:
-    """Measure the run's snapshots, pick medium and expert, write actors, medium-replay stream and card to `dest`.
+    """Pick medium and expert snapshots of a run, measure them, and write actors, medium-replay stream and card.
 
-    medium = the snapshot (within the kept training stream) whose sampled-action score is closest to
-    `MEDIUM_TARGETS`; expert = the snapshot with the best sampled-action return. Either can be forced by step.
+    `medium_step` / `expert_step` force a choice (no screening then); `dest` defaults to the shipped folder.
     """
-    run_dir = Path(run_dir)
-    env = get_env_spec(env_name)
+    run, env = Path(run_dir), get_env_spec(env_name)
     dest = Path(dest) if dest is not None else behaviour_dir(env)
-    snaps = snapshot_steps(run_dir)
-    stream_path = run_dir / "train_stream.npz"
-    if not snaps or not stream_path.is_file():
-        raise UserInputError(f"{run_dir}: not a SAC run folder (needs actors/actor_<step>.safetensors and train_stream.npz)")
-    with np.load(stream_path, allow_pickle=False) as z:
-        stream = {k: z[k] for k in z.files}
+    snaps = snapshot_steps(run)
+    if not snaps or not (run / STREAM).is_file():
+        raise UserInputError(f"{run}: not a SAC run folder (needs actors/actor_<step>.safetensors and {STREAM})")
+    stream = read_stream(run)
     stream_rows = len(stream["rewards"])
-    for step, forced in (("medium", medium_step), ("expert", expert_step)):
+    for role, forced in (("medium", medium_step), ("expert", expert_step)):
         if forced is not None and forced not in snaps:
-            raise UserInputError(f"{run_dir}: no {step} snapshot at step {forced}; snapshots: {sorted(snaps)}")
+            raise UserInputError(f"{run}: no {role} snapshot at step {forced}; snapshots: {sorted(snaps)}")
+    if medium_step is not None and medium_step >= stream_rows:
+        raise UserInputError(f"{run}: medium step {medium_step} is past the training stream ({stream_rows} rows)")
     started = time.perf_counter()
 
-    def sampled_stats(step: int, episodes: int, stage: int) -> dict[str, Any]:
-        stage_seed = [seed, stage, step]
-        policy = SampledPolicy(_shipped_precision(snaps[step]), np.random.default_rng(stage_seed))
-        return _stats(env, policy, episodes, seed=stage_seed)
-
-    # Stage 1: every snapshot, a few episodes. Stage 2: the three best candidates for each role, more episodes.
-    screening = []
-    for i, step in enumerate(sorted(snaps)):
-        screening.append({"step": step, **sampled_stats(step, screen_episodes, stage=1)})
-        _log(f"[{env.name}] screen {i + 1}/{len(snaps)} step {step}: sampled return "
-             f"{screening[-1]['return_mean']:.0f} ({screening[-1]['normalized']:.1f})")
-    target = MEDIUM_TARGETS[env.name]
-    replayable = [s for s in screening if s["step"] < stream_rows]  # the stream must reach the cut
-    if medium_step is None and not replayable:
-        raise UserInputError(f"{run_dir}: no snapshot lies within the {stream_rows}-row training stream")
-    shortlists = {
-        "medium": sorted(replayable, key=lambda s: abs(s["normalized"] - target))[:3] if medium_step is None else [],
-        "expert": sorted(screening, key=lambda s: -s["return_mean"])[:3] if expert_step is None else [],
-    }
-    for role, shortlist in shortlists.items():
-        for s in shortlist:
-            s.setdefault("finalist", sampled_stats(s["step"], card_episodes, stage=2))
-            _log(f"[{env.name}] {role} finalist step {s['step']}: sampled {s['finalist']['normalized']:.1f}")
-    if medium_step is None:
-        medium_step = min(shortlists["medium"], key=lambda s: abs(s["finalist"]["normalized"] - target))["step"]
-    if expert_step is None:
-        expert_step = max(shortlists["expert"], key=lambda s: s["finalist"]["return_mean"])["step"]
-    if medium_step >= stream_rows:
-        raise UserInputError(f"{run_dir}: medium step {medium_step} is past the training stream ({stream_rows} rows)")
-
-    progress = _read_progress(run_dir)
-    setup = json.loads((run_dir / "setup.json").read_text()) if (run_dir / "setup.json").is_file() else {}
+    screening: list[dict[str, Any]] = []
+    steps = {"medium": medium_step, "expert": expert_step}
+    if None in steps.values():
+        chosen, screening = select_snapshots(env, snaps, stream_rows, screen_episodes=screen_episodes,
+                                             finalist_episodes=card_episodes, seed=seed)
+        steps = {role: step if step is not None else chosen[role] for role, step in steps.items()}
+    progress = {row["step"]: row for row in read_progress(run)}
     policies: dict[str, Any] = {}
     with atomic_path(dest, is_dir=True) as tmp:
-        for role, step in (("medium", medium_step), ("expert", expert_step)):
+        for role, step in steps.items():
             actor = _shipped_precision(snaps[step])
-            card_seed = [seed, 3, step]  # fresh episodes, not the ones that won the selection
+            fresh = [seed, 3, step]  # not the episodes that won the selection
             policies[role] = {
                 "file": actor_file(role),
                 "training_steps": step,
                 "source_snapshot": snaps[step].name,
-                "sampled": _stats(env, SampledPolicy(actor, np.random.default_rng(card_seed)), card_episodes, card_seed),
-                "deterministic": _stats(env, SampledPolicy(actor, None, deterministic=True), card_episodes, card_seed),
+                "sampled": _sampled(env, actor, card_episodes, fresh),
+                "deterministic": _stats(env, SampledPolicy(actor, None, deterministic=True), card_episodes, fresh),
                 "run_eval_deterministic": progress.get(step),
             }
             save_actor(actor, tmp / actor_file(role), metadata={"env": env.name, "role": role, "step": step})
             _log(f"[{env.name}] {role}: step {step}, sampled {policies[role]['sampled']['normalized']:.1f}, "
                  f"deterministic {policies[role]['deterministic']['normalized']:.1f}")
         policies["medium"]["target_normalized"] = MEDIUM_TARGETS[env.name]
+        uniform = UniformPolicy(env.act_dim, np.random.default_rng([seed, 4, 1]))
         policies["random"] = {
             "actions": "uniform in [-1, 1]",
-            "sampled": _stats(env, UniformPolicy(env.act_dim, np.random.default_rng([seed, 4])), card_episodes, [seed, 4]),
+            "sampled": _stats(env, uniform, card_episodes, [seed, 4]),
         }
-        replay = expand_stream(stream, rows=medium_step)
+
+        replay = expand_stream(stream, rows=steps["medium"])
         np.savez_compressed(tmp / REPLAY, **compact_stream(replay, np.float16))
         returns = replay.episode_returns()
         card = {
@@ -162,32 +164,36 @@ def import_behaviour(
             "gym_id": env.gym_id,
             "made_by": f"decision_minrnn {__version__}: collect_dataset --import-behaviour RUN_DIR --env {env.name}",
             "source_run": {
-                "name": run_dir.name,
-                "setup": setup,
+                "name": run.name,
+                "setup": read_setup(run),
                 "steps_reached": max(max(snaps), max(progress, default=0)),
                 "stream_rows": stream_rows,
             },
             "how": (
-                "SAC (stable-baselines3 defaults) trained online on the v5 env; every snapshot screened with "
-                f"{screen_episodes} episodes of sampled actions, the 3 best candidates per role re-measured on "
-                f"{card_episodes}; medium = the snapshot within the training stream closest to the target "
-                "D4RL-normalized score, expert = best sampled return; both measured again on "
-                f"{card_episodes} fresh episodes (sampled and deterministic) with the float16 weights that ship"
+                "SAC (stable-baselines3 defaults) trained online on the v5 env. Every snapshot screened with "
+                f"{screen_episodes} episodes of sampled actions, the {FINALISTS} best candidates per role re-measured "
+                f"on {card_episodes}; medium = closest to the target D4RL-normalized score among the snapshots the "
+                "training stream reaches, expert = best sampled return. The chosen ones measured again on "
+                f"{card_episodes} fresh episodes (sampled and deterministic actions) with the float16 weights "
+                "that ship."
             ),
-            "normalized_score": "D4RL-normalized x100 with D4RL v2 reference returns (v5 env: close to, not equal to, v2)",
+            "normalized_score": "D4RL-normalized x100, D4RL v2 reference returns (v5 envs: close to, not equal to, v2)",
             "policies": policies,
             "medium_replay": {
                 "file": REPLAY,
-                "what": "SAC training stream from step 0 to the medium snapshot (first 10k steps uniform random)",
+                "what": "SAC training stream from step 0 to the medium snapshot (its first 10k steps uniform random)",
                 "transitions": len(replay),
                 "episodes": int(len(returns)),
                 "return_mean": round(float(returns.mean()), 2) if len(returns) else None,
                 "normalized": round(float(env.normalized_score(returns.mean())), 2) if len(returns) else None,
                 "storage": "observations and actions float16, rewards float32; next observations only at episode ends",
             },
+            "notes": _shortfall_notes(env, policies["medium"], screening, stream_rows),
             "screening": screening,
             "measure_seconds": round(time.perf_counter() - started, 1),
         }
         write_json(tmp / CARD, card)
+        for path in (tmp, *tmp.iterdir()):  # shipped data is read by everyone (temporary folders are private)
+            path.chmod(0o755 if path.is_dir() else 0o644)
     _log(f"[{env.name}] wrote {dest}")
     return dest

@@ -37,7 +37,7 @@ def env_seeds(seed_sequence: np.random.SeedSequence, num_envs: int) -> list[int]
 
 
 def _step(env, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """One vector step: (reset-or-next obs, next obs with final observations in place, reward, terminated, truncated)."""
+    """One vector step: (obs to act on, next obs with final observations in place, reward, terminated, truncated)."""
     obs, rewards, terminated, truncated, infos = env.step(actions)
     next_obs = np.array(obs, dtype=np.float32)
     ended = np.flatnonzero(terminated | truncated)

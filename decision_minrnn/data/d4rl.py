@@ -10,6 +10,7 @@ import numpy as np
 
 from ..errors import DatasetError, UserInputError
 from ..io import atomic_path
+from ..tasks import Task, resolve_task
 from .trajectories import TrajectoryDataset, plain_value
 
 
@@ -91,7 +92,7 @@ def _cap_timeouts(terminals: np.ndarray, max_steps: int) -> np.ndarray:
     return ((rows - segment_start + 1) % max_steps == 0) & ~terminals
 
 
-def read_d4rl_hdf5(path: str | os.PathLike, task: Any) -> TrajectoryDataset:
+def read_d4rl_hdf5(path: str | os.PathLike, task: str | Task) -> TrajectoryDataset:
     """Read a D4RL v2 HDF5 file (or a regenerated one in the same layout) into episodes for `task`.
 
     Episodes end at `terminals | timeouts`; without `timeouts` (old files) at the env's 1000-step cap. Rows after the
@@ -100,8 +101,6 @@ def read_d4rl_hdf5(path: str | os.PathLike, task: Any) -> TrajectoryDataset:
     raises DatasetError with one line naming the file.
     """
     import h5py
-
-    from ..tasks import resolve_task
 
     task = resolve_task(task)
     env = task.env

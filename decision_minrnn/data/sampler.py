@@ -45,6 +45,7 @@ class WindowSampler:
     """Draws training batches; the same seed gives the same batches, and `state_dict` resumes the stream exactly.
 
     `sample()` returns float32 `states` (B, L, obs) normalised as (s - mean) / std, float32 `actions` (B, L, act),
+    float32 `prev_actions` (B, L, act) (a_{t-1}, zero at t = 0, for the fused token layout),
     float32 `returns_to_go` (B, L) divided by `return_scale`, int64 `timesteps` (B, L) (step within the episode),
     bool `mask` (B, L) for valid tokens and bool `loss_mask` (B, L) for valid tokens outside the burn-in. Padding is
     zero in every array. L = context_len (+ burn_in in `burn_in` mode).
@@ -129,13 +130,17 @@ class WindowSampler:
         states = self._states[rows]
         actions = self._actions[rows]
         rtg = self._rtg[rows]
+        # a_{t-1} for the fused token layout: the previous row's action, zero at t = 0 (as when acting).
+        prev_actions = self._actions[np.maximum(rows - 1, 0)]
         pad = ~mask
         states[pad] = 0.0
         actions[pad] = 0.0
         rtg[pad] = 0.0
+        prev_actions[pad | (steps == 0)] = 0.0
         return {
             "states": states,
             "actions": actions,
+            "prev_actions": prev_actions,
             "returns_to_go": rtg,
             "timesteps": np.where(mask, steps, 0),
             "mask": mask,

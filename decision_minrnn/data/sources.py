@@ -36,12 +36,11 @@ def load_dataset(
     if task.strict_d4rl:
         if data_source not in ("auto", "d4rl"):
             raise UserInputError(
-                f"task {task_name!r} names the D4RL v2 file (the -v2 suffix) but --data-source is {data_source}; "
+                f"task {task.name}-v2 names the D4RL v2 file (the -v2 suffix) but --data-source is {data_source}; "
                 f"drop the suffix ({task.name}) or use --data-source d4rl"
             )
         data_source = "d4rl"
 
-    notes: list[str] = []
     if data_source == "d4rl":
         dataset = _load_d4rl(task, download=download, verbose=verbose)
     elif data_source == "minari":
@@ -49,10 +48,8 @@ def load_dataset(
     elif data_source == "regenerated":
         dataset = _load_regenerated(task)
     else:
-        dataset = _load_auto(task, download=download, verbose=verbose, notes=notes)
+        dataset = _load_auto(task, download=download, verbose=verbose)
     if verbose:
-        for note in notes:
-            print(note, file=sys.stderr)
         print(dataset.summary(), file=sys.stderr)
     return dataset
 
@@ -72,7 +69,13 @@ def _load_d4rl(task: Task, *, download: bool, verbose: bool) -> TrajectoryDatase
     return dataset
 
 
-def _load_auto(task: Task, *, download: bool, verbose: bool, notes: list[str]) -> TrajectoryDataset:
+def _load_auto(task: Task, *, download: bool, verbose: bool) -> TrajectoryDataset:
+    """The first source that exists; each step passed over is said on stderr (before a possible regeneration)."""
+
+    def note(message: str) -> None:
+        if verbose:
+            print(f"auto data source: {message}", file=sys.stderr, flush=True)
+
     path = d4rl_file_path(task)
     if path.exists():
         return _load_d4rl(task, download=False, verbose=verbose)
@@ -80,16 +83,16 @@ def _load_auto(task: Task, *, download: bool, verbose: bool, notes: list[str]) -
         try:
             return _load_d4rl(task, download=True, verbose=verbose)
         except RunFailure as e:
-            notes.append(f"auto data source: no D4RL file ({e}); trying Minari")
+            note(f"no D4RL file ({e}); trying Minari")
     else:
-        notes.append(f"auto data source: no D4RL file at {path}; trying Minari")
+        note(f"no D4RL file at {path}; trying Minari")
     if minari_available(task):
         return read_minari(task)
     minari_id = task.source.minari_id
-    notes.append(
-        f"auto data source: Minari dataset {minari_id} not installed; using regenerated data"
+    note(
+        f"Minari dataset {minari_id} not installed; using regenerated data"
         if minari_id
-        else f"auto data source: Minari has no {task.quality} dataset; using regenerated data"
+        else f"Minari has no {task.env.name} {task.quality} dataset; using regenerated data"
     )
     return _load_regenerated(task)
 

@@ -85,7 +85,7 @@ class TrajectoryDataset:
             return float(score) if score.ndim == 0 else score
         return resolve_task(self.task).env.normalized_score(returns)
 
-    def validate(self) -> "TrajectoryDataset":
+    def validate(self) -> TrajectoryDataset:
         """Check what every source must satisfy (sizes of the task's env, float32, finite, consistent episodes).
 
         Raises DatasetError with one line naming `location` and the problem; returns self so readers can chain it.
@@ -120,7 +120,7 @@ class TrajectoryDataset:
             bad = ~np.isfinite(arr)
             if bad.any():
                 row = int(np.flatnonzero(bad.reshape(n, -1).any(axis=1))[0])
-                fail(f"{name} contain {int(bad.sum())} NaN/inf values, or values beyond float32 range (first at row {row})")
+                fail(f"{name} contain {int(bad.sum())} NaN/inf values or values beyond float32 (first at row {row})")
         starts = self.episode_starts
         if starts[0] != 0 or starts[-1] != n or np.any(np.diff(starts) <= 0):
             fail("episode boundaries are inconsistent (empty episode or offsets outside the data)")
@@ -145,8 +145,15 @@ class TrajectoryDataset:
         return "no"
 
     def statistics(self) -> dict[str, Any]:
-        """Sizes, state mean/std and the episode-return distribution (raw and normalized), JSON-serialisable."""
+        """Sizes, state mean/std and the episode-return distribution (raw and normalized), JSON-serialisable.
+
+        A trailing unfinished episode (the data stops mid-episode) is trained on but left out of the return
+        distribution, whose partial return would read as a bad episode; unless it is the only episode.
+        """
         returns = self.episode_returns()
+        partial = bool(self.provenance.get("trailing_unfinished_episode")) and self.num_episodes > 1
+        if partial:
+            returns = returns[:-1]
         norm = np.asarray(self.normalized_score(returns), dtype=np.float64)
         lengths = self.episode_lengths
         mean, std = self.state_mean_std()
@@ -166,6 +173,7 @@ class TrajectoryDataset:
             "state_mean": mean.tolist(),
             "state_std": std.tolist(),
             "return_raw": dist(returns),
+            "returns_exclude_trailing_unfinished_episode": partial,
             "return_normalized": dist(norm),
             "score_label": self.score_label,
             "comparable_with_d4rl": self.comparable_with_d4rl,

@@ -1,0 +1,56 @@
+"""`train_agent --env TASK`: train a return-conditioned policy on any backbone (design.md 5)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Sequence
+
+from .common import ArgumentParser, cli_entry, run_main
+
+
+def build_parser() -> ArgumentParser:
+    from ..data import DATA_SOURCES
+    from ..model import MODEL_NAMES
+
+    p = ArgumentParser(prog="train_agent", description="Train a Decision-Transformer-style policy offline.")
+    p.add_argument("--env", required=True, metavar="TASK", help="task, e.g. hopper-medium (a -v2 suffix: D4RL file only)")
+    p.add_argument("--backbone", choices=MODEL_NAMES, default=None,
+                   help="sequence backbone (default: the config's, else mingru); mlp-bc is the BC baseline")
+    p.add_argument("--config", default=None, metavar="NAME_OR_FILE",
+                   help="config name in configs/ (quick, dt, mingru, ...) or a JSON file; default: the backbone's")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
+    p.add_argument("--steps", type=int, default=None, help="gradient steps (overrides the config)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--data-source", choices=DATA_SOURCES, default="auto")
+    p.add_argument("--out", default=None, help="run folder (default runs/<task>/<backbone>-seed<k>)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+@cli_entry
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from ..config import load_config
+    from ..errors import UserInputError
+    from ..tasks import resolve_task
+    from ..training import train
+
+    resolve_task(args.env)  # fail on a bad name before anything slow
+    if args.steps is not None and args.steps <= 0:
+        raise UserInputError(f"--steps must be > 0, got {args.steps}")
+    overrides = {}
+    if args.backbone:
+        overrides["backbone"] = args.backbone
+    if args.steps is not None:
+        overrides["steps"] = args.steps
+    config = args.config or (args.backbone or "mingru")
+    cfg = load_config(config, overrides, args.set)
+    train(args.env, cfg, seed=args.seed, out=args.out, device=args.device, data_source=args.data_source,
+          resume=args.resume, progress=not args.no_progress, command=["train_agent", *(argv or sys.argv[1:])])
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,357 @@
+"""Acting with a trained agent: one `Policy` for a user's gymnasium loop, stable-baselines3's `predict` and the evaluator.
+
+    policy = load_policy("agents/hopper-medium/mingru")       # target return: the env's first DT target
+    policy.reset(num_envs=env.num_envs, env=env)                # a gymnasium vector env in SAME_STEP/DISABLED mode
+    obs, _ = env.reset(seed=[0, 1])
+    while ...:
+        obs, reward, terminated, truncated, _ = env.step(policy.act(obs))
+        policy.observe(reward, terminated | truncated)          # R -= reward / scale; finished rows start afresh
+
+Everything goes through one function, `predict(obs, state, episode_start) -> (action, state)` (stable-baselines3's
+convention: the caller owns the state). `act`/`observe` keep that state inside the Policy; the SB3 VecEnv wrapper in
+`decision_minrnn.sb3` feeds rewards into the state `predict` returned last, since SB3 never passes rewards to `predict`.
+
+Rollout modes (design.md 2):
+- `recurrent`: the backbone state is carried from step to step (`model.step_tokens`): O(1) per action at any episode
+  length. Matched to training on long windows, whole episodes or burn-in.
+- `window`: Decision Transformer's protocol: every action re-encodes the last K = `context_len` steps from a fresh
+  state (`model.forward`), right-padded like the training windows for rows with a shorter history. O(K) per action.
+  Matched to training on K-step windows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .agent_io import AgentMeta, load_agent
+from .backbones.base import BackboneState
+from .config import ROLLOUTS
+from .errors import UserInputError
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def resolve_device(name: str | torch.device | None) -> torch.device:
+    """`auto`/None -> CUDA when available, else CPU; `cuda` without a GPU is a clear UserInputError."""
+    if isinstance(name, torch.device):
+        name = str(name)
+    name = "auto" if name is None else str(name)
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.split(":")[0] not in ("cpu", "cuda"):
+        raise UserInputError(f"unknown device {name!r}; valid: {', '.join(DEVICES)} (or cuda:N)")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserInputError(f"--device {name} was asked for, but torch sees no CUDA GPU here (use cpu or auto)")
+    return torch.device(name)
+
+
+def check_autoreset_mode(env: Any) -> None:
+    """Refuse a gymnasium vector env that autoresets on the NEXT step (gymnasium >= 1.0's default).
+
+    In NEXT_STEP mode the step after `done` ignores the action and returns the reset observation with reward 0, so a
+    policy that treats every step as a real transition would act once on a dead episode. SAME_STEP (the reset
+    observation comes with the final step, as stable-baselines3 does) and DISABLED are fine.
+    """
+    try:
+        import gymnasium as gym
+    except ImportError:  # no gymnasium, so no gymnasium vector env
+        return
+    if not isinstance(getattr(env, "unwrapped", env), gym.vector.VectorEnv):
+        return  # a single gymnasium env or an SB3 VecEnv (which resets in the same step)
+    mode = (getattr(env, "metadata", None) or {}).get("autoreset_mode")
+    if mode is None:
+        raise ValueError(f"vector env {env} has no metadata['autoreset_mode']; create it with autoreset_mode "
+                         "SAME_STEP or DISABLED so that the policy can tell how episodes restart")
+    value = mode.value if isinstance(mode, gym.vector.AutoresetMode) else str(mode)
+    if value == gym.vector.AutoresetMode.NEXT_STEP.value:
+        raise ValueError(
+            "this vector env autoresets on the NEXT step (gymnasium's default): the step after an episode ends "
+            "ignores the action and returns the reset observation with reward 0, which a return-conditioned policy "
+            "would count as a real step. Create it with gym.make_vec(..., vector_kwargs={'autoreset_mode': "
+            "gym.vector.AutoresetMode.SAME_STEP}) (the reset observation comes with the final step, as in "
+            "stable-baselines3) or AutoresetMode.DISABLED (you reset finished envs yourself)")
+
+
+@dataclass(frozen=True)
+class WindowHistory:
+    """The last K steps of every row for `window` rollouts, right-padded: row i's valid steps are [0, length[i])."""
+
+    returns_to_go: Tensor  # (N, K) float, already divided by the return scale
+    states: Tensor  # (N, K, obs_dim) normalised
+    actions: Tensor  # (N, K, act_dim) the actions taken (the current step's is filled in after acting)
+    prev_actions: Tensor  # (N, K, act_dim) a_{t-1} of each step, zero at t = 0 (the fused layout reads it)
+    timesteps: Tensor  # (N, K) int64
+    length: Tensor  # (N,) int64, 0..K
+
+    def clone(self) -> WindowHistory:
+        return WindowHistory(*(t.clone() for t in (self.returns_to_go, self.states, self.actions,
+                                                   self.prev_actions, self.timesteps, self.length)))
+
+
+@dataclass
+class PolicyState:
+    """Everything a Policy carries between actions, one row per environment (stable-baselines3's `state`).
+
+    `returns_to_go` is R of the last action taken (before the first: target / return_scale); `pending_reward` is the
+    reward received since then, subtracted at the next `predict` (rows that start a new episode drop it). `timesteps`
+    is the step index of the next action. `predict` never modifies the state it is given, except that the SB3 wrapper
+    and `Policy.observe` add rewards to `pending_reward` of the state `predict` returned last.
+    """
+
+    backbone: BackboneState | None  # recurrent rollouts of a DecisionModel; None for window rollouts and for BC
+    returns_to_go: np.ndarray  # (N,) float64
+    timesteps: np.ndarray  # (N,) int64
+    prev_actions: Tensor  # (N, act_dim) a_{t-1}
+    has_prev: np.ndarray  # (N,) bool: the row has acted in this episode
+    pending_reward: np.ndarray  # (N,) float64
+    history: WindowHistory | None  # window rollouts only
+
+    @property
+    def num_envs(self) -> int:
+        return len(self.returns_to_go)
+
+    def add_reward(self, reward: Any) -> None:
+        """Record rewards received since the last action (in place)."""
+        r = np.asarray(reward, dtype=np.float64).reshape(-1)
+        if r.shape != (self.num_envs,):
+            raise ValueError(f"reward must have one value per env ({self.num_envs}), got shape {np.shape(reward)}")
+        self.pending_reward += r
+
+
+class Policy:
+    """A trained agent acting in an environment, batched over N environments. See the module docstring."""
+
+    def __init__(self, model: torch.nn.Module, meta: AgentMeta, *, target_return: float | None = None,
+                 rollout: str | None = None, device: str | torch.device | None = None):
+        from .model import BC_MODEL
+        from .tasks import get_env_spec, resolve_task
+
+        self.meta = meta
+        if isinstance(model, torch.nn.parallel.DistributedDataParallel):
+            model = model.module  # acting needs step_tokens and the backbone, not DDP's forward
+        self.model = model if device is None else model.to(resolve_device(device))
+        self.device = next(self.model.parameters()).device
+        self.dtype = next(self.model.parameters()).dtype
+        self.obs_dim, self.act_dim = int(meta.obs_dim), int(meta.act_dim)
+        try:
+            self.env_spec = resolve_task(meta.task).env
+        except UserInputError:
+            self.env_spec = get_env_spec(meta.env_id)
+        self.rollout = rollout or meta.config.rollout
+        if self.rollout not in ROLLOUTS:
+            raise UserInputError(f"unknown rollout mode {self.rollout!r}; valid: {', '.join(ROLLOUTS)}")
+        if target_return is None:
+            target_return = meta.config.target_return or self.env_spec.eval_target_returns[0]
+        self.target_return = float(target_return)
+        if not np.isfinite(self.target_return):
+            raise UserInputError(f"target return must be a finite number, got {target_return}")
+        self.return_scale = float(meta.return_scale)
+        self.context_len = int(meta.config.context_len)
+        self.is_bc = meta.config.backbone == BC_MODEL
+        self._mean = torch.as_tensor(meta.state_mean, dtype=self.dtype, device=self.device)
+        self._std = torch.as_tensor(meta.state_std, dtype=self.dtype, device=self.device)
+        self.last_state: PolicyState | None = None  # what `predict` returned last (the SB3 wrapper feeds it)
+        self._episode_start: np.ndarray | None = None  # rows `observe` saw finish, restarted at the next `act`
+
+    def __repr__(self) -> str:
+        return (f"Policy({self.meta.config.backbone}, layout={self.meta.config.layout}, env={self.meta.env_id}, "
+                f"target_return={self.target_return:g}, rollout={self.rollout}, device={self.device})")
+
+    # ------------------------------------------------------------------------------------------------ state
+    def initial_state(self, num_envs: int) -> PolicyState:
+        """The state before any action: R = target / return_scale, t = 0, no previous action, empty history."""
+        if int(num_envs) <= 0:
+            raise ValueError(f"num_envs must be positive, got {num_envs}")
+        n, k = int(num_envs), self.context_len
+        dev, dt = self.device, self.dtype
+        backbone = None
+        history = None
+        if self.rollout == "recurrent":
+            backbone = self.model.initial_state(n, device=dev)
+        else:
+            history = WindowHistory(
+                returns_to_go=torch.zeros(n, k, device=dev, dtype=dt),
+                states=torch.zeros(n, k, self.obs_dim, device=dev, dtype=dt),
+                actions=torch.zeros(n, k, self.act_dim, device=dev, dtype=dt),
+                prev_actions=torch.zeros(n, k, self.act_dim, device=dev, dtype=dt),
+                timesteps=torch.zeros(n, k, device=dev, dtype=torch.int64),
+                length=torch.zeros(n, device=dev, dtype=torch.int64),
+            )
+        return PolicyState(
+            backbone=backbone,
+            returns_to_go=np.full(n, self.target_return / self.return_scale, dtype=np.float64),
+            timesteps=np.zeros(n, dtype=np.int64),
+            prev_actions=torch.zeros(n, self.act_dim, device=dev, dtype=dt),
+            has_prev=np.zeros(n, dtype=bool),
+            pending_reward=np.zeros(n, dtype=np.float64),
+            history=history,
+        )
+
+    def _restart_rows(self, state: PolicyState, start: np.ndarray) -> PolicyState:
+        """A new state: rows in `start` as fresh, the others with their pending reward taken off R."""
+        keep = ~start
+        rtg = np.where(keep, state.returns_to_go - state.pending_reward / self.return_scale,
+                       self.target_return / self.return_scale)
+        new = replace(
+            state,
+            returns_to_go=rtg,
+            timesteps=np.where(keep, state.timesteps, 0),
+            has_prev=state.has_prev & keep,
+            pending_reward=np.zeros_like(state.pending_reward),
+        )
+        if start.any():
+            mask = torch.as_tensor(start, device=self.device)
+            if state.backbone is not None:
+                new.backbone = self.model.backbone.reset_state(state.backbone, mask)
+            new.prev_actions = torch.where(mask[:, None], torch.zeros_like(state.prev_actions), state.prev_actions)
+            if state.history is not None:
+                h = state.history
+                new.history = replace(h, length=torch.where(mask, torch.zeros_like(h.length), h.length))
+        return new
+
+    # ------------------------------------------------------------------------------------------------ acting
+    def predict(self, observation: Any, state: PolicyState | None = None, episode_start: Any = None,
+                deterministic: bool = True) -> tuple[np.ndarray, PolicyState]:
+        """stable-baselines3's signature: actions for a batch (N, obs_dim) or one (obs_dim,) observation.
+
+        `state` None starts every row afresh; `episode_start` (N,) bool restarts those rows. The policy is
+        deterministic (the tanh head's output), so `deterministic` is accepted for compatibility only.
+        Returns numpy actions of shape (N, act_dim) or (act_dim,), and the new state (the given one is not modified).
+        """
+        obs, single = self._check_obs(observation)
+        n = obs.shape[0]
+        if state is None:
+            state = self.initial_state(n)
+        elif not isinstance(state, PolicyState):
+            raise TypeError(f"state must be a PolicyState from this policy's predict, got {type(state).__name__}")
+        elif state.num_envs != n:
+            raise ValueError(f"observation batch has {n} rows but the policy state has {state.num_envs} "
+                             f"(call reset(num_envs={n}) or pass state=None)")
+        if episode_start is None:
+            start = np.zeros(n, dtype=bool)
+        else:
+            start = np.asarray(episode_start, dtype=bool).reshape(-1)
+            if start.shape != (n,):
+                raise ValueError(f"episode_start must have one flag per row ({n}), got shape {np.shape(episode_start)}")
+        with torch.inference_mode(), self._eval_mode():
+            state = self._restart_rows(state, start)
+            states = (torch.as_tensor(obs, device=self.device, dtype=self.dtype) - self._mean) / self._std
+            rtg = torch.as_tensor(state.returns_to_go, device=self.device, dtype=self.dtype)
+            steps = torch.as_tensor(state.timesteps, device=self.device)
+            has_prev = torch.as_tensor(state.has_prev, device=self.device)
+            if self.rollout == "recurrent":
+                action, state.backbone = self.model.step_tokens(rtg, states, steps, state.prev_actions, has_prev,
+                                                                state.backbone)
+            else:
+                action, state.history = self._window_step(state, rtg, states, steps, has_prev)
+        state.prev_actions = action
+        state.has_prev = np.ones(n, dtype=bool)
+        state.timesteps = state.timesteps + 1
+        self.last_state = state
+        out = action.detach().cpu().numpy().astype(np.float32)
+        return (out[0] if single else out), state
+
+    def _window_step(self, state: PolicyState, rtg: Tensor, states: Tensor, steps: Tensor,
+                     has_prev: Tensor) -> tuple[Tensor, WindowHistory]:
+        """Append step t to each row's window, re-encode the window from a fresh state, read the last valid step."""
+        h = state.history.clone()
+        n, k = rtg.shape[0], self.context_len
+        full = h.length >= k
+        if bool(full.any()):  # drop the oldest step of full rows
+            for buf in (h.returns_to_go, h.states, h.actions, h.prev_actions, h.timesteps):
+                buf[full] = torch.roll(buf[full], -1, dims=1)
+        idx = torch.clamp(h.length, max=k - 1)
+        rows = torch.arange(n, device=self.device)
+        prev = state.prev_actions * has_prev[:, None].to(self.dtype)
+        h.returns_to_go[rows, idx] = rtg
+        h.states[rows, idx] = states
+        h.actions[rows, idx] = 0.0
+        h.prev_actions[rows, idx] = prev
+        h.timesteps[rows, idx] = steps
+        # Padding after each row's valid steps is zero, as in the training windows.
+        valid = torch.arange(k, device=self.device)[None, :] <= idx[:, None]
+        for buf in (h.returns_to_go, h.states, h.actions, h.prev_actions, h.timesteps):
+            buf.mul_(valid.view(n, k, *([1] * (buf.dim() - 2))).to(buf.dtype))
+        pred, _ = self.model(h.returns_to_go, h.states, h.actions, h.timesteps, prev_actions=h.prev_actions)
+        action = pred[rows, idx]
+        h.actions[rows, idx] = action
+        h = replace(h, length=idx + 1)
+        return action, h
+
+    @contextlib.contextmanager
+    def _eval_mode(self):
+        """Act without dropout, and give a model that is being trained back in training mode."""
+        training = self.model.training
+        if training:
+            self.model.eval()
+        try:
+            yield
+        finally:
+            if training:
+                self.model.train()
+
+    def _check_obs(self, observation: Any) -> tuple[np.ndarray, bool]:
+        if isinstance(observation, dict):
+            raise ValueError("dict observations are not supported: the policy expects a flat (obs_dim,) array")
+        obs = np.asarray(observation, dtype=np.float32)
+        single = obs.ndim == 1
+        if single:
+            obs = obs[None]
+        if obs.ndim != 2 or obs.shape[1] != self.obs_dim or obs.shape[0] == 0:
+            raise ValueError(f"observation must have shape ({self.obs_dim},) or (num_envs, {self.obs_dim}) for "
+                             f"{self.meta.env_id}, got {np.shape(observation)}")
+        return obs, single
+
+    # --------------------------------------------------------------------------------- act / observe loop
+    def reset(self, num_envs: int | None = None, env: Any = None) -> Policy:
+        """Start `num_envs` fresh episodes (default: env.num_envs for a vector env, else 1).
+
+        A gymnasium vector env whose autoreset mode is NEXT_STEP is refused (see `check_autoreset_mode`).
+        """
+        if env is not None:
+            check_autoreset_mode(env)
+            env_n = getattr(env, "num_envs", 1)
+            if num_envs is not None and int(num_envs) != env_n:
+                raise ValueError(f"num_envs={num_envs} but the env has {env_n} environments")
+            num_envs = env_n
+        num_envs = 1 if num_envs is None else int(num_envs)
+        self.last_state = self.initial_state(num_envs)
+        self._episode_start = np.zeros(num_envs, dtype=bool)
+        return self
+
+    def act(self, observation: Any) -> np.ndarray:
+        """Actions for the current observations (N, obs_dim) or one observation (obs_dim,); carries the state.
+
+        Without a `reset`, the first call starts as many episodes as it has rows.
+        """
+        if self.last_state is None:
+            self.reset(1 if np.ndim(observation) == 1 else np.shape(observation)[0])
+        action, _ = self.predict(observation, self.last_state, episode_start=self._episode_start)
+        self._episode_start = np.zeros(self.last_state.num_envs, dtype=bool)
+        return action
+
+    def observe(self, reward: Any, done: Any = False) -> None:
+        """After `env.step`: R -= reward / return_scale; rows with `done` start a new episode at the next `act`."""
+        if self.last_state is None:
+            raise RuntimeError("observe() before act(): call reset() and act() first")
+        self.last_state.add_reward(reward)
+        d = np.asarray(done, dtype=bool).reshape(-1)
+        if d.shape == (1,) and self.last_state.num_envs > 1:
+            d = np.repeat(d, self.last_state.num_envs)
+        if d.shape != (self.last_state.num_envs,):
+            raise ValueError(f"done must have one flag per env ({self.last_state.num_envs}), got shape {np.shape(done)}")
+        self._episode_start = self._episode_start | d
+
+
+def load_policy(folder: str | os.PathLike, target_return: float | None = None, device: str | None = None,
+                rollout: str | None = None) -> Policy:
+    """Load an agent folder as a Policy. `device` None/"auto" = CUDA when available, else CPU."""
+    model, meta = load_agent(folder, device=resolve_device(device))
+    return Policy(model, meta, target_return=target_return, rollout=rollout)

@@ -1,0 +1,51 @@
+"""SAC behaviour training for a few hundred steps: snapshots, stream, progress, resume; then shipping the run."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from decision_minrnn.behaviour.actor import load_actor
+from decision_minrnn.behaviour.layout import expand_stream
+from decision_minrnn.behaviour.sac_training import default_run_dir, train_behaviour
+from decision_minrnn.behaviour.shipping import import_behaviour
+from decision_minrnn.cli.collect import main
+from decision_minrnn.paths import behaviour_run_dir
+from decision_minrnn.tasks import get_env_spec
+
+
+def _stream(run):
+    with np.load(run / "train_stream.npz") as z:
+        return {k: z[k] for k in z.files}
+
+
+def test_train_resume_and_ship(tmp_path):
+    env = get_env_spec("hopper")
+    run = train_behaviour("hopper", 200, learning_starts=100, snapshot_every=100, eval_episodes=1)
+    assert run == default_run_dir(env, 0) and run.parent == behaviour_run_dir()
+    assert [r["step"] for r in map(json.loads, (run / "progress.jsonl").read_text().splitlines())] == [100, 200]
+    first = expand_stream(_stream(run))
+    assert len(first) == 200
+
+    # resume through the command line, as a user would after a kill
+    argv = ["--train-behaviour", "hopper", "--steps", "300", "--learning-starts", "100", "--snapshot-every", "100",
+            "--eval-episodes", "1"]
+    assert main(argv) == 0
+    rows = [json.loads(line) for line in (run / "progress.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [100, 200, 300] and rows[-1]["wall_s"] >= rows[1]["wall_s"]
+    stream = expand_stream(_stream(run))
+    assert len(stream) == 300
+    np.testing.assert_array_equal(stream.observations[:200], first.observations)
+    assert stream.terminals[199] or stream.timeouts[199]  # the episode cut by the stop is closed
+    assert sorted(p.name for p in (run / "actors").iterdir()) == [f"actor_{s:07d}.safetensors" for s in (100, 200, 300)]
+    assert load_actor(run / "actors" / "actor_0000300.safetensors").obs_dim == env.obs_dim
+
+    dest = import_behaviour(run, "hopper", dest=tmp_path / "ship", screen_episodes=1, card_episodes=1)
+    card = json.loads((dest / "card.json").read_text())
+    medium = card["policies"]["medium"]["training_steps"]
+    assert medium in (100, 200) and card["medium_replay"]["transitions"] == medium
+    with np.load(dest / "medium_replay.npz") as z:
+        assert z["observations"].dtype == np.float16 and len(z["rewards"]) == medium
+    assert {p.name for p in dest.iterdir()} == {"card.json", "actor_medium.safetensors", "actor_expert.safetensors",
+                                                 "medium_replay.npz"}
