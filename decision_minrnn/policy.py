@@ -144,6 +144,9 @@ class Policy:
             self.env_spec = resolve_task(meta.task).env
         except UserInputError:
             self.env_spec = get_env_spec(meta.env_id)
+        if (self.obs_dim, self.act_dim) != (self.env_spec.obs_dim, self.env_spec.act_dim):
+            raise UserInputError(f"the agent has obs/action sizes {self.obs_dim}/{self.act_dim}, but {meta.task} "
+                                 f"({self.env_spec.gym_id}) has {self.env_spec.obs_dim}/{self.env_spec.act_dim}")
         self.rollout = rollout or meta.config.rollout
         if self.rollout not in ROLLOUTS:
             raise UserInputError(f"unknown rollout mode {self.rollout!r}; valid: {', '.join(ROLLOUTS)}")
@@ -231,6 +234,8 @@ class Policy:
             state = self.initial_state(n)
         elif not isinstance(state, PolicyState):
             raise TypeError(f"state must be a PolicyState from this policy's predict, got {type(state).__name__}")
+        elif (state.history is None) != (self.rollout == "recurrent"):
+            raise ValueError(f"this state comes from a policy with another rollout mode (this one: {self.rollout})")
         elif state.num_envs != n:
             raise ValueError(f"observation batch has {n} rows but the policy state has {state.num_envs} "
                              f"(call reset(num_envs={n}) or pass state=None)")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from decision_minrnn.scan import SCAN_IMPLS, resolve_impl, scan, scan_log
+from decision_minrnn.scan import SCAN_IMPLS, gated_scan, resolve_impl, scan, scan_log
 
 IMPLS = list(SCAN_IMPLS)
 
@@ -117,3 +117,37 @@ def test_bad_input_is_named():
 def test_auto_picks_cpu_path_on_cpu():
     assert resolve_impl(None, torch.device("cpu")) == "cpu"
     assert resolve_impl("auto", torch.device("cuda")) == "log"
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("length", [1, 16, 17, 50])
+def test_gated_scan_matches_reference_and_gradcheck(impl, length):
+    """The minGRU/minLSTM recurrence (the fused CPU kernel included) against the formula, values and gradients."""
+    gen = torch.Generator().manual_seed(length)
+    k = torch.randn(2, length, 3, generator=gen, dtype=torch.float64) * 3
+    c = torch.randn(2, length, 3, generator=gen, dtype=torch.float64) * 3
+    h0 = torch.rand(2, 3, generator=gen, dtype=torch.float64)
+    z = torch.sigmoid(k)
+    g_c = torch.where(c >= 0, c + 0.5, torch.sigmoid(c))  # g written out from its definition
+    ref = _loop(1 - z, z * g_c, h0)
+    assert (gated_scan(k, c, h0, impl=impl) - ref).abs().max().item() <= 1e-9
+    assert (gated_scan(k, c, None, impl=impl) - _loop(1 - z, z * g_c, None)).abs().max().item() <= 1e-9
+    leaves = [t.clone().requires_grad_(True) for t in (k, c, h0)]
+    assert torch.autograd.gradcheck(lambda k, c, h0: gated_scan(k, c, h0, impl=impl), leaves)
+    zero = torch.zeros_like(h0, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda k, c, h0: gated_scan(k, c, h0, impl=impl), (leaves[0], leaves[1], zero))
+
+
+def test_gated_scan_gradients_equal_between_impls():
+    gen = torch.Generator().manual_seed(5)
+    k, c = (torch.randn(3, 70, 4, generator=gen, dtype=torch.float64) for _ in range(2))
+    h0 = torch.rand(3, 4, generator=gen, dtype=torch.float64)
+    weights = torch.randn(3, 70, 4, generator=gen, dtype=torch.float64)
+    grads = {}
+    for impl in IMPLS:
+        leaves = [t.clone().requires_grad_(True) for t in (k, c, h0)]
+        (gated_scan(*leaves, impl=impl) * weights).sum().backward()
+        grads[impl] = [t.grad for t in leaves]
+    for impl in IMPLS[1:]:
+        for g_ref, g_impl in zip(grads["sequential"], grads[impl]):
+            assert (g_impl - g_ref).abs().max().item() <= 1e-9

@@ -5,41 +5,13 @@ The positive-recurrence machinery here is shared with minLSTM, which is the same
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..scan import scan, scan_log, uses_log_space
+from ..scan import gated_scan, gated_step
 from .base import Backbone, BackboneState, Mixer
-
-
-def g(x: Tensor) -> Tensor:
-    """`x + 0.5` for x >= 0, `sigmoid(x)` otherwise: continuous, strictly positive, so the state stays positive."""
-    return torch.where(x >= 0, x + 0.5, torch.sigmoid(x))
-
-
-def log_g(x: Tensor) -> Tensor:
-    """`log g(x)`, computed without forming g for negative x."""
-    return torch.where(x >= 0, torch.log(F.relu(x) + 0.5), -F.softplus(-x))
-
-
-def gated_recurrence(gate_logit: Tensor, candidate: Tensor, h0: Tensor | None, impl: str | None) -> Tensor:
-    """`h_t = sigmoid(-k) h_{t-1} + sigmoid(k) g(c)` for gate logit `k` and candidate `c`, all steps at once.
-
-    minGRU uses `k = k_z`; minLSTM's normalised gates give the same form with `k = softplus(-k_f) - softplus(-k_i)`.
-    Log-space implementations get `log a = -softplus(k)`, `log b = -softplus(-k) + log g(c)`; the others the values.
-    """
-    if uses_log_space(impl, candidate.device):
-        return scan_log(-F.softplus(gate_logit), -F.softplus(-gate_logit) + log_g(candidate), h0, impl=impl)
-    return scan(torch.sigmoid(-gate_logit), torch.sigmoid(gate_logit) * g(candidate), h0, impl=impl)
-
-
-def gated_step(gate_logit: Tensor, candidate: Tensor, h: Tensor) -> Tensor:
-    """One step of `gated_recurrence` (the same formula, one token)."""
-    return torch.addcmul(torch.sigmoid(gate_logit) * g(candidate), torch.sigmoid(-gate_logit), h)
 
 
 class PositiveRecurrentMixer(Mixer):
@@ -71,13 +43,13 @@ class PositiveRecurrentMixer(Mixer):
         raise NotImplementedError
 
     def _split(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        proj = self.in_proj(x)
-        candidate, gates = proj[..., : self.d_inner], proj[..., self.d_inner:]
+        # split (not slicing): its backward concatenates the two gradients instead of zero-filling and copying
+        candidate, gates = self.in_proj(x).split([self.d_inner, self.n_gates * self.d_inner], dim=-1)
         return self.gate_logit(gates), candidate
 
     def forward(self, x: Tensor, state):
         k, c = self._split(x)
-        h = gated_recurrence(k, c, None if state is None else state[0], self.scan_impl)
+        h = gated_scan(k, c, None if state is None else state[0], impl=self.scan_impl)
         return self.out_proj(h), (h[:, -1],)
 
     def step(self, x_t: Tensor, state):

@@ -45,7 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         overrides["backbone"] = args.backbone
     if args.steps is not None:
         overrides["steps"] = args.steps
-    config = args.config or (args.backbone or "mingru")
+    config = args.config or (args.backbone or "mingru")  # default: the backbone's own config file
     cfg = load_config(config, overrides, args.set)
     train(args.env, cfg, seed=args.seed, out=args.out, device=args.device, data_source=args.data_source,
           resume=args.resume, progress=not args.no_progress, command=["train_agent", *(argv or sys.argv[1:])])
