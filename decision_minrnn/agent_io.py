@@ -141,7 +141,8 @@ def load_weights(model: torch.nn.Module, path: Path) -> None:
     if missing or unexpected or wrong:
         detail = (f"missing {missing[:3]}" if missing else "") + (f" unexpected {unexpected[:3]}" if unexpected else "")
         detail += "".join(f" {k}: file {tuple(weights[k].shape)} vs model {tuple(own[k].shape)}" for k in wrong[:3])
-        raise UserInputError(f"{path} was made for another model (backbone, sizes or observation size):{detail}")
+        raise UserInputError(f"{path} was made for another model (backbone, sizes or observation size): "
+                             f"{detail.strip()}")
     model.load_state_dict(weights)
 
 

@@ -1,4 +1,4 @@
-"""The one evaluator (used by training, `evaluate_agent` and the benchmarks): batched rollouts, normalized scores, timing.
+"""The one evaluator (training, `evaluate_agent`, the benchmarks): batched rollouts, normalized scores, timing.
 
 Protocol: a synchronous gymnasium vector env with SAME_STEP autoreset (design.md 2), one Policy batched over its envs,
 per-env reset seeds derived from one seed, and exactly `episodes` episodes split across the envs as stable-baselines3

@@ -1,4 +1,4 @@
-"""Acting with a trained agent: one `Policy` for a user's gymnasium loop, stable-baselines3's `predict` and the evaluator.
+"""Acting with a trained agent: one `Policy` for a user's gymnasium loop, SB3's `predict` and the evaluator.
 
     policy = load_policy("agents/hopper-medium/mingru")       # target return: the env's first DT target
     policy.reset(num_envs=env.num_envs, env=env)                # a gymnasium vector env in SAME_STEP/DISABLED mode
@@ -130,7 +130,6 @@ class Policy:
 
     def __init__(self, model: torch.nn.Module, meta: AgentMeta, *, target_return: float | None = None,
                  rollout: str | None = None, device: str | torch.device | None = None):
-        from .model import BC_MODEL
         from .tasks import get_env_spec, resolve_task
 
         self.meta = meta
@@ -157,7 +156,6 @@ class Policy:
             raise UserInputError(f"target return must be a finite number, got {target_return}")
         self.return_scale = float(meta.return_scale)
         self.context_len = int(meta.config.context_len)
-        self.is_bc = meta.config.backbone == BC_MODEL
         self._mean = torch.as_tensor(meta.state_mean, dtype=self.dtype, device=self.device)
         self._std = torch.as_tensor(meta.state_std, dtype=self.dtype, device=self.device)
         self.last_state: PolicyState | None = None  # what `predict` returned last (the SB3 wrapper feeds it)
@@ -351,7 +349,8 @@ class Policy:
         if d.shape == (1,) and self.last_state.num_envs > 1:
             d = np.repeat(d, self.last_state.num_envs)
         if d.shape != (self.last_state.num_envs,):
-            raise ValueError(f"done must have one flag per env ({self.last_state.num_envs}), got shape {np.shape(done)}")
+            raise ValueError(f"done must have one flag per env ({self.last_state.num_envs}), "
+                             f"got shape {np.shape(done)}")
         self._episode_start = self._episode_start | d
 
 

@@ -28,6 +28,7 @@ from .config import TrainConfig
 from .errors import RunFailure, UserInputError
 from .io import write_json
 from .model import build_model
+from .policy import resolve_device
 from .tasks import resolve_task
 
 NO_DECAY_NAMES = ("A_log", "log_dt", "D", "dt_proj.bias")  # SSM parameters: no weight decay (design.md 1)
@@ -39,17 +40,6 @@ class TrainResult:
     steps: int
     final_loss: float
     evaluation: dict[str, Any] | None
-
-
-def resolve_device(device: str) -> torch.device:
-    """`auto` -> cuda when available, else cpu; asking for cuda without a GPU is a usage error."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UserInputError("--device cuda was requested but no CUDA GPU is available (use --device cpu or auto)")
-    if device not in ("cpu",) and not device.startswith("cuda"):
-        raise UserInputError(f"unknown device {device!r}; valid: auto, cpu, cuda")
-    return torch.device(device)
 
 
 def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:

@@ -2,8 +2,8 @@
 
 MuJoCo picks its OpenGL backend (MUJOCO_GL = egl | osmesa | glfw) once per process, when OpenGL is first loaded, so a
 backend that fails cannot be swapped for another in the same process. Each backend is therefore tried in a child
-process (`python -m decision_minrnn.video ...`), in order: $MUJOCO_GL if set, else egl, osmesa, glfw. When none works the
-result says so, with each backend's error, and no file is written.
+process (`python -m decision_minrnn.video ...`), in order: $MUJOCO_GL if set, else egl, osmesa, glfw. When none
+works the result says so, with each backend's error, and no file is written.
 """
 
 from __future__ import annotations

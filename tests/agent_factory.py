@@ -18,7 +18,7 @@ HOPPER_OBS, HOPPER_ACT = 11, 3
 def make_meta(backbone: str = "mingru", layout: str = "interleaved", *, seed: int = 0, data: dict | None = None,
               task: str = "hopper-medium", env_id: str = "Hopper-v5", obs_dim: int = HOPPER_OBS,
               act_dim: int = HOPPER_ACT, **config: Any) -> AgentMeta:
-    """Metadata of a small hopper agent; `config` overrides TrainConfig fields (d_model 16, 2 layers, K 5, no dropout)."""
+    """Metadata of a small hopper agent; `config` overrides TrainConfig fields (d 16, 2 layers, K 5, no dropout)."""
     fields = dict(backbone=backbone, layout=layout, d_model=16, n_layers=2, context_len=5, dropout=0.0, d_state=4,
                   n_heads=2)
     fields.update(config)

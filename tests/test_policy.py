@@ -52,7 +52,8 @@ def tokens_of(policy: Policy, observations, rewards, actions):
     """The per-step inputs of the episode as the model sees them: normalised states, R_t, t, a_t, a_{t-1}."""
     meta = policy.meta
     states = torch.as_tensor((observations - meta.state_mean) / meta.state_std, dtype=torch.float32)
-    rtg = policy.target_return / meta.return_scale - np.concatenate([[0.0], np.cumsum(rewards)[:-1]]) / meta.return_scale
+    received = np.concatenate([[0.0], np.cumsum(rewards)[:-1]])  # rewards before each step
+    rtg = (policy.target_return - received) / meta.return_scale
     acts = torch.as_tensor(actions, dtype=torch.float32)
     prev = torch.cat([torch.zeros(1, acts.shape[1]), acts[:-1]])
     steps = torch.arange(len(observations))

@@ -132,7 +132,7 @@ def test_ddp_two_cpu_processes(hopper_file):
     (["--env", "hopper-medium", "--set", "steps=many"], "config field 'steps' expects int"),
     (["--env", "hopper-medium", "--config", "nope"], "unknown config 'nope'"),
     (["--env", "hopper-medium", "--backbone", "gru"], "invalid choice: 'gru'"),
-    (["--env", "hopper-medium", "--device", "cuda"], "no CUDA GPU"),
+    (["--env", "hopper-medium", "--device", "cuda"], "sees no CUDA GPU"),
     (["--env", "hopper-medium", "--resume", "--out", "empty"], "holds no checkpoint"),
 ])
 def test_bad_input_one_line_exit_2(hopper_file, args, message):

@@ -21,17 +21,24 @@ WARMUP_VECTOR_STEPS = 20
 
 
 class ZeroPolicy:
-    """The cheapest possible policy: zeros, nothing to observe. Driving the envs with it measures the simulation."""
+    """The cheapest possible policy: zeros, nothing to observe. Driving the envs with it measures the simulation.
 
-    def __init__(self, act_dim: int):
+    `random=True` draws uniform actions in [-1, 1] instead (still ~free): the simulation's cost under actions that
+    move the robot, since contacts and falls make MuJoCo's step and the resets cost more than standing still.
+    """
+
+    def __init__(self, act_dim: int, random: bool = False):
         self.act_dim = act_dim
         self.num_envs = 1
+        self.rng = np.random.default_rng(0) if random else None
 
     def reset(self, num_envs: int, env: Any = None) -> "ZeroPolicy":
         self.num_envs = num_envs
         return self
 
     def act(self, observation: np.ndarray) -> np.ndarray:
+        if self.rng is not None:
+            return self.rng.uniform(-1.0, 1.0, (self.num_envs, self.act_dim)).astype(np.float32)
         return np.zeros((self.num_envs, self.act_dim), dtype=np.float32)
 
     def observe(self, reward: Any, done: Any = False) -> None:
@@ -46,7 +53,9 @@ def build_env_loop(params: dict[str, Any], device: torch.device) -> Workload:
     num_envs = int(params["num_envs"])
     vector_steps = max(1, int(params["env_steps"]) // num_envs)
     env = make_eval_env(params.get("env_id", "Hopper-v5"), num_envs)
-    policy = ZeroPolicy(ACT_DIM) if params["policy"] == "zeros" else benchmark_policy(params, device)
+    kind = params["policy"]
+    policy = ZeroPolicy(ACT_DIM, random=kind == "random") if kind in ("zeros", "random") else \
+        benchmark_policy(params, device)
     seeds = env_seeds(int(params.get("seed", 0)), num_envs)
 
     def rollout(n: int) -> dict[str, float]:
@@ -84,4 +93,5 @@ def build_env_loop(params: dict[str, Any], device: torch.device) -> Workload:
 
     return Workload(lambda: rollout(vector_steps), summarise,
                     info={"env_id": params.get("env_id", "Hopper-v5"), "policy": params["policy"],
-                          "weights": "zero actions" if params["policy"] == "zeros" else "random (untrained)"})
+                          "weights": {"zeros": "zero actions", "random": "uniform random actions"}.get(
+                              kind, "random (untrained) model weights")})

@@ -85,7 +85,7 @@ IMPL_LABEL = {"cpu": "scan cpu", "log": "scan log", "sequential": "scan sequenti
               "accelerated": "accelerated-scan"}
 
 
-def layer_rows(device: str) -> list[tuple[str, dict[str, Any]]]:
+def layer_rows(device: str, window: int = TRANSFORMER_LAYER_WINDOW) -> list[tuple[str, dict[str, Any]]]:
     """(row label, params) of the one-layer training-step comparison."""
     rows: list[tuple[str, dict[str, Any]]] = []
     for name in ("mingru", "minlstm"):
@@ -93,8 +93,7 @@ def layer_rows(device: str) -> list[tuple[str, dict[str, Any]]]:
             rows.append((f"{DISPLAY[name]} ({IMPL_LABEL[impl]})", {"model": name, "impl": impl, "family": name}))
     suffix = " (cuDNN)" if device == "cuda" else ""
     rows += [(f"nn.GRU{suffix}", {"model": "gru"}), (f"nn.LSTM{suffix}", {"model": "lstm"}),
-             (f"Transformer (window {TRANSFORMER_LAYER_WINDOW})",
-              {"model": "transformer", "window": TRANSFORMER_LAYER_WINDOW})]
+             (f"Transformer (window {window})", {"model": "transformer", "window": window})]
     for name in ("s4", "mamba"):
         rows.append((f"{DISPLAY[name]} ({IMPL_LABEL[default_impl(device)]})", {"model": name, "impl": None}))
     return rows
@@ -105,10 +104,8 @@ def train_specs(opts: Options) -> list[dict[str, Any]]:
     specs = []
     window = TRANSFORMER_LAYER_WINDOW if not opts.quick else 8
     for length in (QUICK_T if opts.quick else TRAIN_T):
-        for row, params in layer_rows(opts.device):
+        for row, params in layer_rows(opts.device, window):
             p = {**params, "batch": size["batch"], "d": size["d"], "T": length}
-            if p["model"] == "transformer":
-                p["window"] = window
             specs.append(_spec("train", "layer", "", row, length, "layer", p, opts))
     for length in (QUICK_MODEL_T if opts.quick else MODEL_T):
         for layout in LAYOUTS:
@@ -147,6 +144,7 @@ def eval_specs(opts: Options) -> list[dict[str, Any]]:
     model = {"d": size["d"], "n_layers": size["n_layers"], "context_len": 20}
     rows = [
         ("zero actions (simulation only)", {"policy": "zeros"}),
+        ("uniform random actions (simulation only)", {"policy": "random"}),
         ("minGRU, fused (carried state)", {"policy": "model", "backbone": "mingru", "layout": "fused",
                                            "rollout": "recurrent", **model}),
         ("minGRU, interleaved (carried state)", {"policy": "model", "backbone": "mingru", "layout": "interleaved",

@@ -19,6 +19,8 @@ from typing import Any, Callable
 
 import torch
 
+from .workload import SkipConfig
+
 MB = 1024 ** 2
 
 
@@ -116,25 +118,43 @@ class Samples:
 
 
 def measure(call: Callable[[], Any], device: torch.device, *, warmup: int, repeats: int, min_repeats: int,
-            budget_s: float) -> Samples:
-    """Time `call` after `warmup` untimed calls; repeat while within `budget_s` (between min and max repeats)."""
+            budget_s: float, deadline: float | None = None) -> Samples:
+    """Time `call` after `warmup` untimed calls; repeat while within `budget_s` (between min and max repeats).
+
+    `deadline` (time.time()) is the config's time cap: if `min_repeats` calls cannot finish before it, judged by
+    the calls so far, the config is skipped with that estimate instead of being killed half way.
+    """
     samples = Samples()
-    for _ in range(warmup):
-        sync(device)
-        t0 = time.perf_counter()
-        call()
-        sync(device)
-        samples.warmup_s.append(time.perf_counter() - t0)
-    spent = 0.0
-    while len(samples.times_s) < repeats:
-        if len(samples.times_s) >= min_repeats and spent + statistics.median(samples.times_s) > budget_s:
-            break
+    last = 0.0
+
+    def timed() -> tuple[float, Any]:
         sync(device)
         t0 = time.perf_counter()
         out = call()
         sync(device)
-        dt = time.perf_counter() - t0
-        spent += dt
-        samples.times_s.append(dt)
+        return time.perf_counter() - t0, out
+
+    def check_deadline(calls_left: int) -> None:
+        if deadline is not None and time.time() + calls_left * last > deadline:
+            raise SkipConfig(f"one call takes {last:.2f} s: {calls_left} more would pass the time cap",
+                             estimate_ms=1e3 * last)
+
+    for i in range(warmup):
+        if i:
+            check_deadline(warmup - i + min_repeats)
+        last, _ = timed()
+        samples.warmup_s.append(last)
+    spent = 0.0
+    while len(samples.times_s) < repeats:
+        n = len(samples.times_s)
+        if n >= min_repeats and spent + statistics.median(samples.times_s) > budget_s:
+            break
+        if n < min_repeats:
+            check_deadline(min_repeats - n)
+        elif deadline is not None and time.time() + last > deadline:
+            break
+        last, out = timed()
+        spent += last
+        samples.times_s.append(last)
         samples.outputs.append(out)
     return samples

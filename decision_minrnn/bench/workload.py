@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 
-from .timing import Samples
+if TYPE_CHECKING:
+    from .timing import Samples
 
 # workload name -> "module:function"; each function is `build(params: dict, device: torch.device) -> Workload`
 BUILDERS = {
@@ -25,7 +26,12 @@ BUILDERS = {
 
 
 class SkipConfig(Exception):
-    """A config that cannot run here (a missing optional library, a length a kernel does not support)."""
+    """A config that cannot run here (a missing optional library, a length a kernel does not support, a step too
+    slow for the time cap); `extra` is recorded with the skip (e.g. the one timing that was taken)."""
+
+    def __init__(self, reason: str, **extra: Any):
+        super().__init__(reason)
+        self.extra = extra
 
 
 @dataclass
@@ -36,7 +42,7 @@ class Workload:
     """
 
     call: Callable[[], Any]
-    summarise: Callable[[Samples], dict[str, Any]] | None = None
+    summarise: Callable[["Samples"], dict[str, Any]] | None = None
     info: dict[str, Any] = field(default_factory=dict)
 
 

@@ -47,7 +47,7 @@ def build_parser() -> ArgumentParser:
     p.add_argument("agent", type=Path, metavar="DIR", help="agent folder (model.safetensors, config.json, ...)")
     p.add_argument("--episodes", type=_positive_int, help="episodes to run (default: the agent's eval_episodes)")
     p.add_argument("--num-envs", type=_positive_int, help="parallel envs (default: the agent's eval_num_envs)")
-    p.add_argument("--seed", type=int, default=0, help="evaluation seed; per-env reset seeds derive from it (default 0)")
+    p.add_argument("--seed", type=int, default=0, help="evaluation seed; per-env reset seeds derive from it (0)")
     p.add_argument("--target-return", type=_finite_float,
                    help="return to condition on (default: the agent's target_return, else the env's first DT target)")
     p.add_argument("--rollout", choices=ROLLOUTS,
