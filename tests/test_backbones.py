@@ -183,7 +183,7 @@ def test_bad_input_errors():
         model.step(torch.randn(4, 8), s4_state)
     negative = state.map(lambda t: -t.abs() - 1)
     with pytest.raises(ValueError, match="must be >= 0"):
-        model.step(torch.randn(4, 8), negative)
+        model(torch.randn(4, 3, 8), negative)
     deeper = make_backbone("mingru", 8, 3)
     with pytest.raises(ValueError, match="3 layers|2 layers"):
         deeper.step(torch.randn(4, 8), state)

@@ -56,14 +56,14 @@ class S4DMixer(Mixer):
         h0 = None if state is None else state[0].reshape(batch, -1)
         h = scan(None, b, h0, log_a=log_a, impl=self.scan_impl).reshape(batch, length, self.d_inner, self.d_state)
         y = torch.einsum("btcn,cn->btc", h, self.C) + self.D * u
-        return self.out_proj(F.gelu(y)), (h[:, -1],)
+        return self.out_proj(F.gelu(y, approximate="tanh")), (h[:, -1],)
 
     def step(self, x_t: Tensor, state):
         u = self.in_proj(x_t)
         dtA, B_bar = self._discretise()
         h = torch.exp(dtA) * state[0] + u[..., None] * B_bar
         y = torch.einsum("bcn,cn->bc", h, self.C) + self.D * u
-        return self.out_proj(F.gelu(y)), (h,)
+        return self.out_proj(F.gelu(y, approximate="tanh")), (h,)
 
 
 @dataclass(frozen=True)

@@ -86,14 +86,15 @@ def _resume_results(path: Path, opts: dict[str, Any]) -> list[dict[str, Any]]:
         old = json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise UserInputError(f"--resume: {path} is not valid JSON ({e})") from None
-    if old.get("options") != opts:
+    keys = ("device", "threads", "quick")  # what makes numbers comparable (caps and repeats may change)
+    if any((old.get("options") or {}).get(k) != opts[k] for k in keys):
         raise UserInputError(f"--resume: {path} was written with other options ({old.get('options')}); use "
                              f"another --out or drop --resume")
     return list(old.get("results", []))
 
 
 def run_suite(suite: str, opts: Options, args: Any, machine: dict[str, Any], command: str) -> Path | None:
-    from .machine import load_average
+    from .machine import busy_warning, load_average, other_cpus_now
     from .report import write_report
     from .runner import run_specs, write_json_atomic
 
@@ -118,7 +119,11 @@ def run_suite(suite: str, opts: Options, args: Any, machine: dict[str, Any], com
     doc = {"suite": suite, "command": command, "options": options, "machine": dict(machine),
            "results": _resume_results(json_path, options) if args.resume else []}
     doc["machine"]["load_before"] = load_average()
+    doc["machine"]["other_cpus_before"] = other_cpus_now()
     print(f"== {suite}: {len(specs)} configs -> {json_path}")
+    warning = busy_warning(doc["machine"]["other_cpus_before"], opts.threads)
+    if warning:
+        print(warning)
     try:
         run_specs(specs, doc, json_path)
     except KeyboardInterrupt:
@@ -128,7 +133,7 @@ def run_suite(suite: str, opts: Options, args: Any, machine: dict[str, Any], com
         doc["machine"]["load_after"] = load_average()
         write_json_atomic(json_path, doc)
         paths = write_report(doc, args.out, stem)
-        print(f"   wrote {json_path}, {paths['markdown']}, {paths['plot']}")
+        print(f"   wrote {json_path}, {paths['markdown']}, {paths['plot'] or 'no plot (matplotlib missing)'}")
     return json_path
 
 

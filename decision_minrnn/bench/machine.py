@@ -33,6 +33,56 @@ def load_average() -> list[float] | None:
         return None
 
 
+def cpu_busy_seconds() -> float | None:
+    """CPU seconds all processes have spent busy since boot (/proc/stat: user, nice, system, irq, softirq, steal).
+
+    The difference over a config, minus the config's own CPU time, is what other processes took meanwhile: a
+    direct measure of interference, unlike the load average, which also counts the benchmark itself.
+    """
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()
+    except OSError:
+        return None
+    if not fields or fields[0] != "cpu":
+        return None
+    ticks = [int(x) for x in fields[1:9]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = ticks
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+BUSY_OTHER_CPUS = 0.25  # a config during which other processes used more CPUs than this is flagged
+
+
+def other_cpus_now(seconds: float = 1.0) -> float | None:
+    """CPUs used by other processes over the next `seconds` (this process sleeps meanwhile; its children are done).
+
+    Unlike the load average, this excludes the benchmark's own earlier configs.
+    """
+    import resource
+    import time
+
+    def own() -> float:
+        me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+    busy0, own0, t0 = cpu_busy_seconds(), own(), time.perf_counter()
+    time.sleep(seconds)
+    busy1, own1, wall = cpu_busy_seconds(), own(), time.perf_counter() - t0
+    if busy0 is None or busy1 is None:
+        return None
+    return round(max(0.0, (busy1 - busy0) - (own1 - own0)) / wall, 2)
+
+
+def busy_warning(other_cpus: float | None, threads: int) -> str | None:
+    """A warning when other processes were using the CPU just before the run."""
+    if other_cpus is None or other_cpus <= BUSY_OTHER_CPUS:
+        return None
+    return (f"WARNING: other processes used {other_cpus:.2f} CPUs just before the run, so timings will be inflated "
+            f"(with {threads} torch thread(s) on a busy core, OpenMP waits can make a step 10-40x slower). Run when "
+            f"the machine is quiet; each config records `other_cpus`, the CPUs other processes used while it ran.")
+
+
 def memory_gb() -> dict[str, float] | None:
     """Total and available RAM in GiB, from /proc/meminfo."""
     try:
@@ -77,7 +127,7 @@ def describe(threads: int, device: str) -> dict[str, Any]:
         "torch_threads": threads,
         "memory_gb": memory_gb(),
         "device": device,
-        "gpu": gpu_info() if device == "cuda" else None,
+        "gpu": gpu_info(),
         "python": platform.python_version(),
         "torch": torch.__version__,
         "numpy": numpy.__version__,
@@ -91,10 +141,12 @@ def summary_line(machine: dict[str, Any]) -> str:
     parts = [
         machine["date"],
         f"{machine['cpu']} ({machine['usable_cpus']} usable CPUs, torch threads {machine['torch_threads']})",
-        f"device {machine['device']}" + (f" = {gpu['name']}" if gpu else ""),
+        f"device {machine['device']}" + (f" ({gpu['name']} present)" if gpu else ""),
         f"torch {machine['torch']}",
         f"load avg before {_fmt_load(machine.get('load_before'))}, after {_fmt_load(machine.get('load_after'))}",
     ]
+    if machine.get("other_cpus_before") is not None:
+        parts.append(f"other processes used {machine['other_cpus_before']:.2f} CPUs just before the run")
     return "; ".join(parts)
 
 

@@ -41,6 +41,11 @@ def _lines(ax, series: dict[str, tuple[list, list]], *, style: str = "-", label_
         ax.plot(xs, ys, style, marker="o", ms=3, color=color, label=row + label_suffix)
 
 
+def _legend(ax, fontsize: int = 7) -> None:
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=fontsize)
+
+
 def _loglog(ax, xlabel: str, ylabel: str, title: str) -> None:
     ax.set_xscale("log")
     ax.set_yscale("log")
@@ -61,7 +66,7 @@ def plot_suite(doc: dict[str, Any], path: Path) -> None:
         _loglog(axes[0], "T (tokens)", "ms per training step", "one layer: time")
         _lines(axes[1], _series(records, "layer", "", "working_mb"))
         _loglog(axes[1], "T (tokens)", "MB above resting RSS", "one layer: peak memory")
-        axes[0].legend(fontsize=7)
+        _legend(axes[0])
         backbones = {}
         for group, style in (("fused layout", "-"), ("interleaved layout", "--")):
             series = _series(records, "model", group, "median_ms")
@@ -69,14 +74,14 @@ def plot_suite(doc: dict[str, Any], path: Path) -> None:
                 backbones.setdefault(row, f"C{len(backbones) % 10}")
             _lines(axes[2], series, style=style, label_suffix=f" ({group.split()[0]})", colors=backbones)
         _loglog(axes[2], "T (timesteps)", "ms per training step", "DecisionModel (3 layers): time")
-        axes[2].legend(fontsize=7)
+        _legend(axes[2])
     elif suite == "scan":
         groups = list(dict.fromkeys(r["group"] for r in records))
         fig, axes = plt.subplots(1, max(1, len(groups)), figsize=(6 * max(1, len(groups)), 5), squeeze=False)
         for ax, group in zip(axes[0], groups):
             _lines(ax, _series(records, "scan", group, "median_ms"))
             _loglog(ax, "T", "ms (forward + backward)", group)
-            ax.legend(fontsize=8)
+            _legend(ax, 8)
     elif suite == "act":
         groups = list(dict.fromkeys(r["group"] for r in records))
         cols = 2
@@ -96,7 +101,7 @@ def plot_suite(doc: dict[str, Any], path: Path) -> None:
             ax.set_ylabel("us per act call (running median of 25)")
             ax.set_title(group, fontsize=10)
             ax.grid(True, which="both", alpha=0.3)
-            ax.legend(fontsize=7)
+            _legend(ax)
         for ax in list(axes.flat)[len(groups):]:
             ax.set_visible(False)
     elif suite == "eval":
@@ -109,7 +114,7 @@ def plot_suite(doc: dict[str, Any], path: Path) -> None:
         ax.barh(names, pol, left=sim, color="C3", label="policy (act + observe)")
         ax.set_xlabel("us per environment step")
         ax.invert_yaxis()
-        ax.legend(fontsize=8)
+        _legend(ax, 8)
     else:
         raise ValueError(f"no plot for suite {suite!r}")
     fig.suptitle(f"benchmark {suite}: {summary_line(doc['machine'])}", fontsize=8)

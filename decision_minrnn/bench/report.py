@@ -12,7 +12,7 @@ import math
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from .machine import summary_line
+from .machine import BUSY_OTHER_CPUS, busy_warning, summary_line
 from .suites import DISPLAY, default_impl
 
 Record = dict[str, Any]
@@ -73,7 +73,27 @@ def _cell(res: Results, part: str, group: str, row: str, x: Any, value: Callable
     if r["status"] != "ok":
         return STATUS_CELL.get(r["status"], r["status"])
     v = value(r)
-    return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else fmt(v)
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "–"
+    return fmt(v) + (DISTURBED if disturbed(r) else "")
+
+
+DISTURBED = "†"
+
+
+def disturbed(r: Record) -> bool:
+    """Other processes used more than BUSY_OTHER_CPUS CPUs while this config ran."""
+    return (r.get("other_cpus") or 0.0) > BUSY_OTHER_CPUS
+
+
+def interference_line(records: list[Record]) -> str:
+    vals = [r["other_cpus"] for r in records if r.get("other_cpus") is not None]
+    if not vals:
+        return "Interference by other processes: not measured (no /proc/stat)."
+    n = sum(1 for r in records if disturbed(r))
+    return (f"Interference: other processes used {sum(vals) / len(vals):.2f} CPUs on average (max {max(vals):.2f}) "
+            f"while the configs ran; {n} of {len(records)} configs ran while they used more than "
+            f"{BUSY_OTHER_CPUS} CPU, marked {DISTURBED} (`other_cpus` in the JSON).")
 
 
 def pivot(res: Results, part: str, group: str, x_name: str, value: Callable[[Record], float | None],
@@ -113,11 +133,11 @@ def metric(name: str) -> Callable[[Record], float | None]:
     return lambda r: r.get(name)
 
 
-def sizes(res: Results, part: str) -> str:
-    """"batch 64, d 128, 3 layers" as measured (the first record of `part`), so quick runs are labelled right."""
+def sizes(res: Results, part: str, keys: tuple[str, ...] = ("batch", "d", "n_layers")) -> str:
+    """`batch 64, d 128, layers 3` as measured (the first record of `part`), so quick runs are labelled right."""
     p = next((r["params"] for r in res.records if r["part"] == part), {})
-    names = (("batch", "batch {}"), ("d", "d {}"), ("n_layers", "{} layers"))
-    return ", ".join(fmt.format(p[k]) for k, fmt in names if k in p)
+    names = {"batch": "batch {}", "d": "d {}", "n_layers": "layers {}"}
+    return ", ".join(names[k].format(p[k]) for k in keys if k in p)
 
 
 # --------------------------------------------------------------------------------------------------- targets
@@ -217,11 +237,20 @@ def train_sections(res: Results, device: str) -> tuple[list[str], Targets]:
 
 
 # ------------------------------------------------------------------------------------------------- suite: scan
+SCAN_ENTRIES = {
+    "scan_log": "positive recurrence from log a, log b (what the log implementation gets from minGRU/minLSTM; the "
+                "others exponentiate first)",
+    "scan": "values a in (0, 1), b of any sign (S4D/Mamba; the log implementation runs two log-space scans)",
+    "gated_scan": "the minGRU recurrence from gate logits and candidates, gates included (the path the layers take)",
+}
+
+
 def scan_sections(res: Results, device: str) -> tuple[list[str], Targets]:
     out = []
     base = f"scan {default_impl(device)}"
     for entry in res.groups("scan"):
-        out.append(f"## `{entry}` forward + backward, {sizes(res, 'scan')}\n\nMedian milliseconds:")
+        out.append(f"## `{entry}` forward + backward, {sizes(res, 'scan')}\n\n{SCAN_ENTRIES.get(entry, '')}. "
+                   "Median milliseconds:")
         out.append(pivot(res, "scan", entry, "T", metric("median_ms"), fmt_ms))
         out.append("Nanoseconds per element (batch x T x d):")
         out.append(pivot(res, "scan", entry, "T",
@@ -239,11 +268,13 @@ def _window_row(rows: list[str]) -> str | None:
 
 
 def act_sections(res: Results, device: str) -> tuple[list[str], Targets]:
+    size = sizes(res, "act", ("d", "n_layers"))
     out = ["## Cost per action along an episode\n\n`Policy.act` + `Policy.observe` per environment step, all policy "
-           f"work included (normalisation, embeddings, backbone, head, numpy round trip); {sizes(res, 'act')}, "
+           f"work included (normalisation, embeddings, backbone, head, numpy round trip); {size}, "
            "random weights and observations. Microseconds per call (one call acts for the whole batch), median over "
            "the 10 steps ending at t, over every timed episode; `flat` = slowest / fastest of t = 10, 100, 1000; the "
-           "last column = the window re-encoding's cost / this row's (how many times cheaper)."]
+           "last column = the window re-encoding's cost / this row's (how many times cheaper). The Transformer's "
+           "cache and window span K = 20 timesteps (60 tokens interleaved, 20 fused)."]
     targets = Targets()
     for group in res.groups("act"):
         rows = res.rows("act", group)
@@ -261,7 +292,7 @@ def act_sections(res: Results, device: str) -> tuple[list[str], Targets]:
             flat = max(flat_vals) / min(flat_vals) if len(flat_vals) >= 2 else None
             w = res.ok("act", group, window, None) if window else None
             cheaper = w["us_per_call"] / r["us_per_call"] if w else None
-            body.append([row] + [f"{at[str(t)]:.0f}" for t in checkpoints]
+            body.append([row + (DISTURBED if disturbed(r) else "")] + [f"{at[str(t)]:.0f}" for t in checkpoints]
                         + [f"{r['us_per_action']:.1f}", "–" if flat is None else fmt_ratio(flat),
                            "–" if cheaper is None else fmt_ratio(cheaper)])
         header = [group] + [f"t={t}" for t in checkpoints] + ["us per action (all t)", "flat", "window / this"]
@@ -297,7 +328,8 @@ def eval_sections(res: Results, device: str) -> tuple[list[str], Targets]:
             continue
         vs_zero = r["us_per_env_step"] / z["us_per_env_step"] if z else None
         pos = r.get("policy_over_sim")
-        body.append([row, f"{r['us_per_env_step']:.1f}", f"{r['policy_us_per_env_step']:.1f}",
+        body.append([row + (DISTURBED if disturbed(r) else ""), f"{r['us_per_env_step']:.1f}",
+                     f"{r['policy_us_per_env_step']:.1f}",
                      f"{r['sim_us_per_env_step']:.1f}", "–" if pos is None else f"{pos:.2f}",
                      "–" if vs_zero is None else fmt_ratio(vs_zero),
                      str(int(sorted(r["episodes_done"])[len(r["episodes_done"]) // 2]))])
@@ -333,6 +365,9 @@ def render_markdown(doc: dict[str, Any]) -> str:
              f"Each config ran in its own subprocess (torch threads {doc['options']['threads']}, time cap per config, "
              f"memory cap {doc['options']['mem_cap_mb']:.0f} MB); times are medians over the timed repeats after a "
              f"warm-up (the repeat counts are in the JSON).",
+             interference_line([r for r in doc["results"] if not r.get("inferred")]),
+             *([w] if (w := busy_warning(doc["machine"].get("other_cpus_before"), doc["options"]["threads"]))
+               else []),
              *sections,
              "## Targets\n\n" + ("(not checked: --quick measures tiny sizes)" if doc["options"].get("quick")
                                    else targets.markdown())]
@@ -342,17 +377,23 @@ def render_markdown(doc: dict[str, Any]) -> str:
                  + (f" x={r['x']}" if r.get("x") is not None else "") + f": {r['status']}: {r.get('reason', '')}"
                  for r in missing]
         parts.append("## Configs without a number\n\n" + "\n".join(lines))
+    if doc.get("plot_note"):
+        parts.append(doc["plot_note"])
     if doc.get("interrupted"):
         parts.append("**The sweep was interrupted: the tables hold what was measured before.**")
     return "\n\n".join(parts) + "\n"
 
 
-def write_report(doc: dict[str, Any], out_dir: Path, stem: str) -> dict[str, Path]:
-    """Write `<stem>.md` and `<stem>.png` next to the JSON; returns their paths."""
+def write_report(doc: dict[str, Any], out_dir: Path, stem: str) -> dict[str, Path | None]:
+    """Write `<stem>.md` and `<stem>.png` next to the JSON; returns their paths (plot None without matplotlib)."""
     from .plots import plot_suite
 
     md = out_dir / f"{stem}.md"
+    png: Path | None = out_dir / f"{stem}.png"
+    try:
+        plot_suite(doc, png)
+    except ImportError as e:  # matplotlib is in the `bench` extra; the tables do not need it
+        png = None
+        doc = dict(doc, plot_note=f"No plot: {e} (pip install 'decision_minrnn[bench]').")
     md.write_text(render_markdown(doc))
-    png = out_dir / f"{stem}.png"
-    plot_suite(doc, png)
     return {"markdown": md, "plot": png}

@@ -22,11 +22,13 @@ import resource
 import signal
 import subprocess
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
 from typing import Any, Callable
 
+from .machine import cpu_busy_seconds
 from .suites import spec_key, sweep_key
 
 RESULT_PREFIX = "BENCH_RESULT "
@@ -131,6 +133,12 @@ def _rss_mb(pid: int) -> float | None:
     return None
 
 
+def _own_cpu_seconds() -> float:
+    """CPU seconds of this process and its reaped children (the benchmark's own share of /proc/stat)."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def _load1() -> float | None:
     try:
         return round(os.getloadavg()[0], 2)
@@ -147,50 +155,65 @@ def child_env(threads: int) -> dict[str, str]:
     return env
 
 
+def _kill(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
+def _watch(proc: subprocess.Popen, start: float, cap_s: float, cap_mb: float) -> tuple[str | None, float]:
+    """Wait for the child; kill it past the time cap or past `cap_mb` resident (0 = unwatched).
+
+    Returns (why it was killed or None, the largest RSS seen). Polling every POLL_S stops a runaway allocation
+    long before it can take the machine's memory.
+    """
+    observed_peak = 0.0
+    while proc.poll() is None:
+        rss = _rss_mb(proc.pid)
+        if rss is not None:
+            observed_peak = max(observed_peak, rss)
+        killed = "time" if time.perf_counter() - start > cap_s else \
+            "memory" if cap_mb and rss is not None and rss > cap_mb else None
+        if killed:
+            _kill(proc)
+            return killed, observed_peak
+        time.sleep(POLL_S)
+    return None, observed_peak
+
+
 def run_subprocess(spec: dict[str, Any]) -> dict[str, Any]:
     """Run one spec in a fresh interpreter under its caps; the record to store (spec fields + result)."""
     spec = dict(spec, spawned_at=time.time())
     cap_s, cap_mb = float(spec["time_cap_s"]), float(spec.get("mem_cap_mb") or 0)
     cmd = [sys.executable, "-m", "decision_minrnn.bench", "--one", json.dumps(spec)]
     load = _load1()
+    busy0, own0 = cpu_busy_seconds(), _own_cpu_seconds()
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=child_env(int(spec["threads"])), start_new_session=True)
-    killed: str | None = None
-    observed_peak = 0.0
-    # Watch RSS from a loop rather than communicate(timeout) so a runaway allocation is stopped within POLL_S.
-    # Pipes are drained by threads inside communicate() below; before that, output stays small (one JSON line).
-    import threading
-
+    # Pipes are drained by threads while `_watch` polls the child's time and resident size.
     out_chunks: list[str] = []
     err_chunks: list[str] = []
     readers = [threading.Thread(target=lambda s=proc.stdout, b=out_chunks: b.append(s.read()), daemon=True),
                threading.Thread(target=lambda s=proc.stderr, b=err_chunks: b.append(s.read()), daemon=True)]
     for r in readers:
         r.start()
-    while proc.poll() is None:
-        elapsed = time.perf_counter() - start
-        rss = _rss_mb(proc.pid)
-        if rss is not None:
-            observed_peak = max(observed_peak, rss)
-        if elapsed > cap_s:
-            killed = "time"
-        elif cap_mb and spec["device"] == "cpu" and rss is not None and rss > cap_mb:
-            killed = "memory"
-        if killed:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            proc.wait()
-            break
-        time.sleep(POLL_S)
+    try:
+        killed, observed_peak = _watch(proc, start, cap_s, cap_mb if spec["device"] == "cpu" else 0.0)
+    except BaseException:  # Ctrl-C: the child runs in its own session, so it must be killed here
+        _kill(proc)
+        raise
     for r in readers:
         r.join(timeout=5)
     wall = time.perf_counter() - start
+    busy1, own1 = cpu_busy_seconds(), _own_cpu_seconds()
+    other = None if busy0 is None or busy1 is None else max(0.0, (busy1 - busy0) - (own1 - own0)) / max(wall, 1e-9)
     stdout, stderr = "".join(out_chunks), "".join(err_chunks)
     record = {k: v for k, v in spec.items() if k != "spawned_at"}
     record.update({"subprocess_s": round(wall, 2), "load1_before": load, "load1_after": _load1(),
+                   "other_cpus": None if other is None else round(other, 3),
                    "observed_peak_rss_mb": round(observed_peak, 1)})
     if killed == "time":
         record.update(status=SKIPPED, reason=f"over the {cap_s:g} s time cap (killed after {wall:.1f} s)")
@@ -255,4 +278,4 @@ def describe_record(r: dict[str, Any]) -> str:
         text += f", {r['us_per_call']:.1f} us per action call"
     if "us_per_env_step" in r:
         text += f", {r['us_per_env_step']:.1f} us per env step"
-    return text + f", +{r.get('working_mb', 0):.0f} MB (load {r.get('load1_before')})"
+    return text + f", +{r.get('working_mb', 0):.0f} MB (other processes used {r.get('other_cpus')} CPUs)"
