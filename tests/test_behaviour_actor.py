@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from decision_minrnn.behaviour.actor import SampledPolicy, export_sb3_actor, load_actor
+from decision_minrnn.behaviour.actor import SampledPolicy, actor_metadata, export_sb3_actor, load_actor
 from decision_minrnn.behaviour.layout import expand_stream
-from decision_minrnn.behaviour.shipped import ROLES, load_behaviour_actor, load_card, load_replay_stream
+from decision_minrnn.behaviour.shipped import (
+    ROLES, actor_file, behaviour_dir, load_behaviour_actor, load_card, load_replay_stream,
+)
 from decision_minrnn.tasks import env_specs, get_env_spec
 
 
@@ -64,7 +66,9 @@ def test_shipped_behaviour_data(env_name):
         actor = load_behaviour_actor(env, role)
         assert (actor.obs_dim, actor.act_dim) == (env.obs_dim, env.act_dim)
         entry = card["policies"][role]
-        assert entry["training_steps"] > 0
+        assert actor_metadata(behaviour_dir(env) / actor_file(role)) == {
+            "env": env.name, "role": role, "step": entry["training_steps"]
+        }
         for mode in ("sampled", "deterministic"):
             stats = entry[mode]
             assert stats["normalized"] == pytest.approx(env.normalized_score(stats["return_mean"]), abs=0.01)

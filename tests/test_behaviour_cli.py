@@ -16,6 +16,7 @@ from decision_minrnn.cli.collect import main
         (["hopper-medium", "--transitions", "-5"], "positive integer"),
         (["hopper-medium", "--num-envs", "0"], "positive integer"),
         (["hopper-medium-v2"], "D4RL v2 file only"),
+        (["hopper-medium", "--seed", "-1"], "non-negative"),
         ([], "exactly one of"),
         (["hopper-medium", "--train-behaviour", "hopper"], "exactly one of"),
         (["--train-behaviour", "hopper"], "--steps"),

@@ -7,6 +7,7 @@ state dict exported from SB3 loads here as it is and the parity test can compare
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from typing import Any, Mapping
@@ -18,6 +19,7 @@ from torch import nn
 LOG_STD_MIN = -20.0
 LOG_STD_MAX = 2.0
 _TRUNK_KEY = re.compile(r"^latent_pi\.(\d+)\.weight$")
+_METADATA_KEY = "decision_minrnn"
 
 
 class SACActor(nn.Module):
@@ -71,12 +73,16 @@ def save_actor(
     dtype: torch.dtype = torch.float16,
     metadata: Mapping[str, Any] | None = None,
 ) -> None:
-    """Write the actor's weights as safetensors, atomically; `metadata` values are stored as strings."""
+    """Write the actor's weights as safetensors, atomically, with `metadata` as one sorted JSON string.
+
+    One key, because safetensors writes several metadata keys in hash order: the same actor would not give the same
+    bytes twice, and every re-import would change files in git.
+    """
     from safetensors.torch import save_file
 
     from ..io import atomic_path
 
-    meta = {str(k): str(v) for k, v in (metadata or {}).items()}
+    meta = {_METADATA_KEY: json.dumps(dict(metadata or {}), sort_keys=True, default=str)}
     with atomic_path(path) as tmp:
         save_file(actor_state_dict(actor, dtype), str(tmp), metadata=meta)
 
@@ -97,12 +103,12 @@ def load_actor(path: str | os.PathLike) -> SACActor:
     return SACActor.from_state_dict(load_file(str(path)))
 
 
-def actor_metadata(path: str | os.PathLike) -> dict[str, str]:
-    """The string metadata stored with an actor file (empty when none)."""
+def actor_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """The metadata stored with an actor file by `save_actor` (empty when none)."""
     from safetensors import safe_open
 
     with safe_open(str(path), "pt") as f:
-        return dict(f.metadata() or {})
+        return json.loads((f.metadata() or {}).get(_METADATA_KEY, "{}"))
 
 
 class SampledPolicy:

@@ -71,8 +71,10 @@ def _policy_part(
     return data, {"policy": name, "return": float(card[role]["sampled"]["return_mean"]), "transitions": n}
 
 
-def check_size(task: Task, transitions: int | None) -> None:
-    """Reject sizes the recipe cannot give, before any work (medium-replay is bounded by the shipped stream)."""
+def check_request(task: Task, transitions: int | None, seed: int = 0) -> None:
+    """Reject what the recipe cannot give before any work (medium-replay is bounded by the shipped stream)."""
+    if seed < 0:
+        raise UserInputError(f"seed must be non-negative, got {seed}")
     if transitions is None:
         return
     if transitions <= 0:
@@ -104,7 +106,7 @@ def build_dataset(
     progress: bool = True,
 ) -> tuple[D4RLArrays, list[dict[str, Any]]]:
     """The arrays of one task following the recipe, and a description of each part (policy, return, size)."""
-    check_size(task, transitions)
+    check_request(task, transitions, seed)
     env, quality = task.env, task.quality
     if quality == "medium-replay":
         data, part = _medium_replay(env, transitions)
@@ -174,7 +176,7 @@ def regenerate_dataset(
     """
     task = _regenerable(task_name)
     path = Path(out) if out is not None else regenerated_dataset_path(task.name, seed, transitions)
-    check_size(task, transitions)
+    check_request(task, transitions, seed)
     size = "default size" if transitions is None else f"{transitions:,} transitions"
     print(f"regenerating {task.name} ({size}, seed {seed}) from the shipped behaviour data -> {path}",
           file=sys.stderr, flush=True)
