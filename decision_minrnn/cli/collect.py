@@ -7,21 +7,10 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Sequence
 
-from .common import ArgumentParser, cli_entry, run_main
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
+from .common import ArgumentParser, cli_entry, positive_int, run_main
 
 
 def build_parser() -> ArgumentParser:
@@ -31,18 +20,18 @@ def build_parser() -> ArgumentParser:
         "(hopper-medium, walker2d-medium-replay, halfcheetah-medium-expert, ...), or make those policies.",
     )
     p.add_argument("task", nargs="?", help="task to regenerate, e.g. hopper-medium")
-    p.add_argument("--transitions", type=_positive_int, help="dataset size (default: D4RL's; medium-replay: all)")
+    p.add_argument("--transitions", type=positive_int, help="dataset size (default: D4RL's; medium-replay: all)")
     p.add_argument("--seed", type=int, default=0, help="seed of env resets and action noise (default 0)")
     p.add_argument("--out", type=Path, help="output file (default: the package cache, see `regenerated_dataset_path`)")
-    p.add_argument("--num-envs", type=_positive_int, default=16, help="vector env size (default 16)")
+    p.add_argument("--num-envs", type=positive_int, default=16, help="vector env size (default 16)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     t = p.add_argument_group("train a SAC behaviour policy (stable-baselines3 defaults)")
     t.add_argument("--train-behaviour", metavar="ENV", help="environment: halfcheetah, hopper or walker2d")
-    t.add_argument("--steps", type=_positive_int, help="total environment steps (a rerun resumes)")
+    t.add_argument("--steps", type=positive_int, help="total environment steps (a rerun resumes)")
     t.add_argument("--learning-starts", type=int, default=10_000, help="random steps before learning (default 10000)")
-    t.add_argument("--snapshot-every", type=_positive_int, default=10_000, help="steps between snapshots")
-    t.add_argument("--eval-episodes", type=_positive_int, default=5, help="deterministic episodes per snapshot")
+    t.add_argument("--snapshot-every", type=positive_int, default=10_000, help="steps between snapshots")
+    t.add_argument("--eval-episodes", type=positive_int, default=5, help="deterministic episodes per snapshot")
     t.add_argument("--run-dir", type=Path, help="run folder (default: <cache>/behaviour_runs/<Env>-seed<K>)")
 
     s = p.add_argument_group("ship a SAC run as agents/behaviour/<env>/")
@@ -50,7 +39,7 @@ def build_parser() -> ArgumentParser:
     s.add_argument("--env", help="environment of the run")
     s.add_argument("--medium-step", type=int, help="force the medium snapshot (default: closest to D4RL's medium)")
     s.add_argument("--expert-step", type=int, help="force the expert snapshot (default: best sampled return)")
-    s.add_argument("--episodes", type=_positive_int, default=20, help="episodes per card measurement (default 20)")
+    s.add_argument("--episodes", type=positive_int, default=20, help="episodes per card measurement (default 20)")
     s.add_argument("--dest", type=Path, help="output folder (default: the shipped agents/behaviour/<env>)")
     return p
 

@@ -12,17 +12,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..config import ROLLOUTS
-from .common import ArgumentParser, cli_entry, run_main
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
+from .common import ArgumentParser, cli_entry, positive_int, run_main
 
 
 def _finite_float(text: str) -> float:
@@ -45,8 +35,8 @@ def build_parser() -> ArgumentParser:
         "time per action. Writes JSON to DIR/eval.json unless --json says otherwise.",
     )
     p.add_argument("agent", type=Path, metavar="DIR", help="agent folder (model.safetensors, config.json, ...)")
-    p.add_argument("--episodes", type=_positive_int, help="episodes to run (default: the agent's eval_episodes)")
-    p.add_argument("--num-envs", type=_positive_int, help="parallel envs (default: the agent's eval_num_envs)")
+    p.add_argument("--episodes", type=positive_int, help="episodes to run (default: the agent's eval_episodes)")
+    p.add_argument("--num-envs", type=positive_int, help="parallel envs (default: the agent's eval_num_envs)")
     p.add_argument("--seed", type=int, default=0, help="evaluation seed; per-env reset seeds derive from it (0)")
     p.add_argument("--target-return", type=_finite_float,
                    help="return to condition on (default: the agent's target_return, else the env's first DT target)")
@@ -55,7 +45,7 @@ def build_parser() -> ArgumentParser:
                    "(DT's protocol). Default: the agent's config")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu",
                    help="where the policy runs (default cpu: small-batch acting is latency-bound)")
-    p.add_argument("--max-steps", type=_positive_int,
+    p.add_argument("--max-steps", type=positive_int,
                    help="cut episodes at this many steps (quick checks only: scores are then not comparable)")
     p.add_argument("--json", type=Path, metavar="PATH", help="result file (default DIR/eval.json)")
     p.add_argument("--video", type=Path, metavar="PATH", help="also render one episode to PATH (.gif or .mp4)")
