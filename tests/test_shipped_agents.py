@@ -1,0 +1,35 @@
+"""The pretrained decision agents shipped in agents/<task>/<backbone>/ load and act from an installed package."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from decision_minrnn.agent_io import load_agent
+from decision_minrnn.resources import resource_dir
+
+SHIPPED = sorted(p for p in resource_dir("agents").glob("*/*") if (p / "model.safetensors").is_file())
+
+
+def test_an_agent_ships():
+    assert any(p.parent.name == "hopper-medium" for p in SHIPPED)
+
+
+@pytest.mark.parametrize("folder", SHIPPED, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_shipped_agent_loads_and_evaluates(folder):
+    model, meta = load_agent(folder)
+    assert meta.task == folder.parent.name and meta.config.backbone == folder.name
+    recorded = json.loads((folder / "eval.json").read_text())
+    assert recorded["episodes"] == len(recorded["returns"]) >= 10
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "evaluate_agent"), str(folder), "--episodes", "2", "--num-envs", "2",
+         "--max-steps", "50", "--json", "ev.json", "--quiet"],
+        capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(Path("ev.json").read_text())
+    assert len(result["returns"]) == 2 and all(length <= 50 for length in result["lengths"])
