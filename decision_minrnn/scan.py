@@ -183,11 +183,18 @@ def log_g(x: Tensor) -> Tensor:
     return torch.where(x >= 0, torch.log(torch.relu(x) + 0.5), -torch.nn.functional.softplus(-x))
 
 
-def gated_scan(gate_logit: Tensor, candidate: Tensor, h0: Tensor | None = None, *, impl: str | None = None,
-               chunk_size: int = DEFAULT_CHUNK_SIZE) -> Tensor:
-    """`h_t = sigmoid(-k_t) h_{t-1} + sigmoid(k_t) g(c_t)`: the minGRU recurrence (minLSTM's normalised gates give
-    the same form with `k = softplus(-k_f) - softplus(-k_i)`), all steps at once.
+def normalized_gate_logit(forget_logit: Tensor, input_logit: Tensor) -> Tensor:
+    """minLSTM's normalised gates as one logit: `f / (f + i) = sigmoid(-d)` with `d = softplus(-k_f) - softplus(-k_i)`."""
+    F = torch.nn.functional
+    return F.softplus(-forget_logit) - F.softplus(-input_logit)
 
+
+def gated_scan(gate_logit: Tensor, candidate: Tensor, h0: Tensor | None = None, *, impl: str | None = None,
+               input_logit: Tensor | None = None, chunk_size: int = DEFAULT_CHUNK_SIZE) -> Tensor:
+    """`h_t = sigmoid(-k_t) h_{t-1} + sigmoid(k_t) g(c_t)`: the minGRU recurrence, all steps at once.
+
+    With `input_logit`, `gate_logit` is minLSTM's forget logit and `k = normalized_gate_logit(k_f, k_i)`: minLSTM is
+    the same recurrence with another gate.
     - ``log``: `log a = -softplus(k)`, `log b = -softplus(-k) + log g(c)` into the chunked log-space scan.
     - ``cpu``: one fused autograd function that walks time in cache-sized chunks, computing the gates, the scan and,
       backward, the gate gradients chunk by chunk while the chunk is in cache; it saves only the output.
@@ -197,19 +204,21 @@ def gated_scan(gate_logit: Tensor, candidate: Tensor, h0: Tensor | None = None, 
     impl = resolve_impl(impl, candidate.device)
     if candidate.shape[1] == 0:
         return candidate.new_zeros(candidate.shape)
-    if impl == "log":
-        F = torch.nn.functional
-        return _log_chunked(-F.softplus(gate_logit), -F.softplus(-gate_logit) + log_g(candidate), h0, chunk_size)
     if impl == "cpu":
         if h0 is None:
             h0 = candidate.new_zeros(candidate.shape[0], candidate.shape[2])
-        return _GatedScan.apply(gate_logit, candidate, h0)
-    return _scan_sequential(torch.sigmoid(-gate_logit), torch.sigmoid(gate_logit) * g(candidate), h0)
+        return _GatedScan.apply(gate_logit, candidate, h0, input_logit)
+    k = gate_logit if input_logit is None else normalized_gate_logit(gate_logit, input_logit)
+    if impl == "log":
+        F = torch.nn.functional
+        return _log_chunked(-F.softplus(k), -F.softplus(-k) + log_g(candidate), h0, chunk_size)
+    return _scan_sequential(torch.sigmoid(-k), torch.sigmoid(k) * g(candidate), h0)
 
 
-def gated_step(gate_logit: Tensor, candidate: Tensor, h: Tensor) -> Tensor:
+def gated_step(gate_logit: Tensor, candidate: Tensor, h: Tensor, input_logit: Tensor | None = None) -> Tensor:
     """One step of `gated_scan` (the same formula, one token)."""
-    return torch.addcmul(torch.sigmoid(gate_logit) * g(candidate), torch.sigmoid(-gate_logit), h)
+    k = gate_logit if input_logit is None else normalized_gate_logit(gate_logit, input_logit)
+    return torch.addcmul(torch.sigmoid(k) * g(candidate), torch.sigmoid(-k), h)
 
 
 _TIME_CHUNK = 16  # steps per cache-resident chunk of the fused CPU path (64 x 16 x 128 floats = 0.5 MB per tensor)
@@ -222,35 +231,41 @@ def _g_parts(c: Tensor) -> tuple[Tensor, Tensor]:
 
 
 class _GatedScan(torch.autograd.Function):
-    """Fused minGRU/minLSTM recurrence for the CPU: gates, scan and gate gradients chunk by chunk over time."""
+    """Fused minGRU/minLSTM recurrence for the CPU: gates, scan and gate gradients chunk by chunk over time.
+
+    `k` is the gate logit, or with `k_i` given minLSTM's forget logit (the normalised gate is formed per chunk).
+    """
 
     @staticmethod
-    def forward(ctx, k: Tensor, c: Tensor, h0: Tensor) -> Tensor:  # type: ignore[override]
+    def forward(ctx, k: Tensor, c: Tensor, h0: Tensor, k_i: Tensor | None) -> Tensor:  # type: ignore[override]
         batch, length, dim = c.shape
         h = torch.empty(batch, length, dim, dtype=c.dtype, device=c.device)
         prev = h0
         for t0 in range(0, length, _TIME_CHUNK):
             t1 = min(t0 + _TIME_CHUNK, length)
-            z = torch.sigmoid(k[:, t0:t1])
+            kk = k[:, t0:t1] if k_i is None else normalized_gate_logit(k[:, t0:t1], k_i[:, t0:t1])
+            z = torch.sigmoid(kk)
             b = _g_parts(c[:, t0:t1])[1].mul_(z)
             a = z.neg_().add_(1.0)
             for i in range(t1 - t0):
                 torch.addcmul(b[:, i], a[:, i], prev, out=h[:, t0 + i])
                 prev = h[:, t0 + i]
-        ctx.save_for_backward(k, c, h, h0)
+        ctx.save_for_backward(k, c, h, h0, k_i)
         return h
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_h: Tensor):  # type: ignore[override]
-        k, c, h, h0 = ctx.saved_tensors
+        k, c, h, h0, k_i = ctx.saved_tensors
         batch, length, dim = c.shape
         grad_k = torch.empty(batch, length, dim, dtype=c.dtype, device=c.device)
         grad_c = torch.empty_like(grad_k)
+        grad_ki = None if k_i is None else torch.empty_like(grad_k)
         g_next = a_next = None  # dL/dh and decay of the step after the current chunk
         for t0 in reversed(range(0, length, _TIME_CHUNK)):
             t1 = min(t0 + _TIME_CHUNK, length)
-            kk, cc = k[:, t0:t1], c[:, t0:t1]
+            cc = c[:, t0:t1]
+            kk = k[:, t0:t1] if k_i is None else normalized_gate_logit(k[:, t0:t1], k_i[:, t0:t1])
             z = torch.sigmoid(kk)
             a = 1.0 - z
             s0, gc = _g_parts(cc)
@@ -262,9 +277,14 @@ class _GatedScan(torch.autograd.Function):
             h_prev = torch.cat([(h0 if t0 == 0 else h[:, t0 - 1]).unsqueeze(1), h[:, t0:t1 - 1]], dim=1)
             # dh/dk = z (1 - z) (g(c) - h_prev);  dh/dc = z g'(c), g' = 1 for c >= 0 else g (1 - g)
             torch.mul(gh, z, out=grad_c[:, t0:t1])
-            grad_k[:, t0:t1] = (gc - h_prev).mul_(a).mul_(grad_c[:, t0:t1])
+            grad_kk = (gc - h_prev).mul_(a).mul_(grad_c[:, t0:t1])
+            if k_i is None:
+                grad_k[:, t0:t1] = grad_kk
+            else:  # d = softplus(-k_f) - softplus(-k_i): dd/dk_f = -sigmoid(-k_f), dd/dk_i = sigmoid(-k_i)
+                torch.mul(grad_kk, torch.sigmoid(k[:, t0:t1].neg()).neg_(), out=grad_k[:, t0:t1])
+                torch.mul(grad_kk, torch.sigmoid(k_i[:, t0:t1].neg()), out=grad_ki[:, t0:t1])
             # g'(c) = s0 (1 - s0) + 0.75 [c >= 0], with the indicator as floor(clamp(c, -1, 0)) + 1 (no torch.where)
             slope = torch.floor_(cc.clamp(-1.0, 0.0)).add_(1.0).mul_(0.75).addcmul_(s0, 1.0 - s0)
             grad_c[:, t0:t1].mul_(slope)
         grad_h0 = a_next * g_next if ctx.needs_input_grad[2] else None
-        return grad_k, grad_c, grad_h0
+        return grad_k, grad_c, grad_h0, grad_ki

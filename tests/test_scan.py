@@ -151,3 +151,19 @@ def test_gated_scan_gradients_equal_between_impls():
     for impl in IMPLS[1:]:
         for g_ref, g_impl in zip(grads["sequential"], grads[impl]):
             assert (g_impl - g_ref).abs().max().item() <= 1e-9
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_normalized_gate_scan_matches_minlstm_formula(impl):
+    """minLSTM: f' = f / (f + i), i' = i / (f + i), h_t = f' h_{t-1} + i' g(c), from the paper's definition."""
+    gen = torch.Generator().manual_seed(11)
+    k_f, k_i, c = (torch.randn(2, 37, 3, generator=gen, dtype=torch.float64) * 2 for _ in range(3))
+    h0 = torch.rand(2, 3, generator=gen, dtype=torch.float64)
+    f, i = torch.sigmoid(k_f), torch.sigmoid(k_i)
+    g_c = torch.where(c >= 0, c + 0.5, torch.sigmoid(c))
+    ref = _loop(f / (f + i), i / (f + i) * g_c, h0)
+    assert (gated_scan(k_f, c, h0, impl=impl, input_logit=k_i) - ref).abs().max().item() <= 1e-9
+    leaves = [t.clone().requires_grad_(True) for t in (k_f, c, h0, k_i)]
+    assert torch.autograd.gradcheck(
+        lambda k_f, c, h0, k_i: gated_scan(k_f, c, h0, impl=impl, input_logit=k_i), [t[:, :20] if t.dim() == 3 else t
+                                                                                   for t in leaves])

@@ -39,30 +39,24 @@ class PositiveRecurrentMixer(Mixer):
     def initial_state(self, batch_size: int, device, dtype):
         return (torch.zeros(batch_size, self.d_inner, device=device, dtype=dtype),)
 
-    def gate_logit(self, gates: Tensor) -> Tensor:
-        raise NotImplementedError
-
-    def _split(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        # split (not slicing): its backward concatenates the two gradients instead of zero-filling and copying
-        candidate, gates = self.in_proj(x).split([self.d_inner, self.n_gates * self.d_inner], dim=-1)
-        return self.gate_logit(gates), candidate
+    def _split(self, x: Tensor) -> tuple[Tensor, ...]:
+        """(candidate, gate logit) for minGRU, (candidate, forget logit, input logit) for minLSTM."""
+        # split (not slicing): its backward concatenates the gradients instead of zero-filling and copying
+        return self.in_proj(x).split(self.d_inner, dim=-1)
 
     def forward(self, x: Tensor, state):
-        k, c = self._split(x)
-        h = gated_scan(k, c, None if state is None else state[0], impl=self.scan_impl)
+        c, k, *k_i = self._split(x)
+        h = gated_scan(k, c, None if state is None else state[0], impl=self.scan_impl, input_logit=(k_i or [None])[0])
         return self.out_proj(h), (h[:, -1],)
 
     def step(self, x_t: Tensor, state):
-        k, c = self._split(x_t)
-        h = gated_step(k, c, state[0])
+        c, k, *k_i = self._split(x_t)
+        h = gated_step(k, c, state[0], input_logit=(k_i or [None])[0])
         return self.out_proj(h), (h,)
 
 
 class MinGRUMixer(PositiveRecurrentMixer):
     n_gates = 1
-
-    def gate_logit(self, gates: Tensor) -> Tensor:
-        return gates
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch.nn.functional as F
 from torch import Tensor
 
 from .base import Backbone, BackboneState
@@ -17,11 +16,9 @@ from .mingru import PositiveRecurrentMixer
 
 
 class MinLSTMMixer(PositiveRecurrentMixer):
-    n_gates = 2
+    """Projects to (candidate, forget logit, input logit); the scan forms the normalised gate."""
 
-    def gate_logit(self, gates: Tensor) -> Tensor:
-        k_f, k_i = gates.chunk(2, dim=-1)
-        return F.softplus(-k_f) - F.softplus(-k_i)
+    n_gates = 2
 
 
 @dataclass(frozen=True)
