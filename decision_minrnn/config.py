@@ -10,7 +10,7 @@ import dataclasses
 import difflib
 import json
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -137,7 +137,8 @@ def _read_config_file(name_or_file: str, seen: tuple[str, ...] = ()) -> dict[str
     if not (path.suffix == ".json" and path.exists()):
         path = resource_dir("configs") / f"{name_or_file}.json"
         if not path.exists():
-            raise UserInputError(f"unknown config {name_or_file!r}: not a file, and not one of {', '.join(config_names())}")
+            raise UserInputError(f"unknown config {name_or_file!r}: not a file, and not one of "
+                                 f"{', '.join(config_names())}")
     try:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as e:

@@ -184,7 +184,7 @@ def log_g(x: Tensor) -> Tensor:
 
 
 def normalized_gate_logit(forget_logit: Tensor, input_logit: Tensor) -> Tensor:
-    """minLSTM's normalised gates as one logit: `f / (f + i) = sigmoid(-d)` with `d = softplus(-k_f) - softplus(-k_i)`."""
+    """minLSTM's normalised gates as one logit: `f / (f + i) = sigmoid(-d)`, `d = softplus(-k_f) - softplus(-k_i)`."""
     F = torch.nn.functional
     return F.softplus(-forget_logit) - F.softplus(-input_logit)
 

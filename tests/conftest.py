@@ -5,13 +5,10 @@ Nothing the suite does can touch the user's real caches or datasets, or read `..
 
 from __future__ import annotations
 
-import os
-
 import pytest
 import torch
 
 torch.set_num_threads(1)
-
 
 @pytest.fixture(autouse=True)
 def isolated_environment(tmp_path, monkeypatch):

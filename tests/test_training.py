@@ -62,7 +62,7 @@ def test_train_then_evaluate_every_backbone(hopper_file, backbone):
     assert "torch" in run["versions"]
     model, meta = load_agent(out)
     assert meta.config.backbone == backbone and meta.obs_dim == 11
-    proc = run_cli("evaluate_agent", str(out), "--episodes", "2", "--num-envs", "2", "--json", "ev.json")
+    run_cli("evaluate_agent", str(out), "--episodes", "2", "--num-envs", "2", "--json", "ev.json")
     result = json.loads(Path("ev.json").read_text())
     assert len(result["returns"]) == 2
 

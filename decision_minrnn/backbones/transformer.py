@@ -97,7 +97,8 @@ class WindowAttention(Mixer):
         keys = torch.cat([cache_k[:, 1:], k[:, None]], dim=1)  # drop the oldest, append the newest
         values = torch.cat([cache_v[:, 1:], v[:, None]], dim=1)
         count = count + 1
-        valid = torch.arange(self.window, device=x_t.device)[None] >= (self.window - count.clamp(max=self.window))[:, None]
+        first_valid = self.window - count.clamp(max=self.window)  # the last `count` slots hold tokens
+        valid = torch.arange(self.window, device=x_t.device)[None] >= first_valid[:, None]
         out = F.scaled_dot_product_attention(
             q[:, :, None], keys.transpose(1, 2), values.transpose(1, 2), attn_mask=valid[:, None, None, :]
         )  # (batch, heads, 1, hd)

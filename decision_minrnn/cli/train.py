@@ -13,7 +13,8 @@ def build_parser() -> ArgumentParser:
     from ..model import MODEL_NAMES
 
     p = ArgumentParser(prog="train_agent", description="Train a Decision-Transformer-style policy offline.")
-    p.add_argument("--env", required=True, metavar="TASK", help="task, e.g. hopper-medium (a -v2 suffix: D4RL file only)")
+    p.add_argument("--env", required=True, metavar="TASK",
+                   help="task, e.g. hopper-medium (a -v2 suffix: D4RL file only)")
     p.add_argument("--backbone", choices=MODEL_NAMES, default=None,
                    help="sequence backbone (default: the config's, else mingru); mlp-bc is the BC baseline")
     p.add_argument("--config", default=None, metavar="NAME_OR_FILE",
