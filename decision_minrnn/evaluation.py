@@ -9,7 +9,6 @@ references, or Minari-normalized with the dataset's own references when the agen
 
 from __future__ import annotations
 
-import platform
 import time
 from typing import Any
 
@@ -17,6 +16,7 @@ import numpy as np
 
 from .errors import UserInputError
 from .policy import Policy
+from .versions import versions
 
 
 def make_eval_env(env_id: str, num_envs: int, max_steps: int | None = None):
@@ -73,17 +73,6 @@ def comparability(meta: Any) -> str:
     if source == "regenerated":
         return "no: data regenerated with this package's behaviour policies on v5 environments"
     return f"no: data source {source!r}"
-
-
-def versions() -> dict[str, str]:
-    import gymnasium
-    import mujoco
-    import torch
-
-    from . import __version__
-
-    return {"decision_minrnn": __version__, "torch": torch.__version__, "gymnasium": gymnasium.__version__,
-            "mujoco": mujoco.__version__, "numpy": np.__version__, "python": platform.python_version()}
 
 
 def _dist(x: np.ndarray) -> dict[str, float]:

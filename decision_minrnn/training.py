@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import platform
 import sys
 import time
 from dataclasses import dataclass
@@ -21,7 +20,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import __version__
 from .agent_io import AgentMeta, save_agent
 from .checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
 from .config import TrainConfig
@@ -30,6 +28,7 @@ from .io import write_json
 from .model import build_model
 from .policy import resolve_device
 from .tasks import resolve_task
+from .versions import versions
 
 NO_DECAY_NAMES = ("A_log", "log_dt", "D", "dt_proj.bias")  # SSM parameters: no weight decay (design.md 1)
 
@@ -52,15 +51,6 @@ def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[s
             ssm = any(full.endswith(n) for n in NO_DECAY_NAMES)
             (decay if is_matrix and not ssm else no_decay).append(param)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-
-
-def versions() -> dict[str, str]:
-    out = {"decision_minrnn": __version__, "python": platform.python_version(), "torch": torch.__version__,
-           "numpy": np.__version__}
-    for name in ("gymnasium", "mujoco", "minari", "stable_baselines3", "h5py"):
-        with contextlib.suppress(Exception):
-            out[name] = __import__(name).__version__
-    return out
 
 
 @contextlib.contextmanager
