@@ -68,7 +68,8 @@ class DecisionModel(nn.Module):
         return self.embed_timestep(timesteps.clamp(0, self.cfg.max_timestep - 1))
 
     def _finish(self, tokens: Tensor) -> Tensor:
-        return self.embed_dropout(self.embed_norm(tokens))
+        tokens = self.embed_norm(tokens)
+        return self.embed_dropout(tokens) if self.training else tokens
 
     def embed(self, returns_to_go: Tensor, states: Tensor, actions: Tensor, timesteps: Tensor,
               prev_actions: Tensor | None = None) -> Tensor:
@@ -103,8 +104,10 @@ class DecisionModel(nn.Module):
                     has_prev: Tensor, state: BackboneState) -> tuple[Tensor, BackboneState]:
         """One environment step for a batch of rows: feed the tokens of step t, return a_t and the new state.
 
-        Interleaved: a_{t-1} (only for rows with `has_prev`), then R_t, then s_t. Fused: the one (R_t, s_t, a_{t-1})
-        token, with a_{t-1} = 0 where `has_prev` is false (as in training, where the first step sees zeros).
+        Interleaved: a_{t-1} (only for rows with `has_prev`), then R_t, then s_t, fed as one short parallel `forward`
+        from the carried state (equal to stepping them one by one, and about a third of the per-op overhead). Fused:
+        the one (R_t, s_t, a_{t-1}) token, with a_{t-1} = 0 where `has_prev` is false (as in training, where the
+        first step sees zeros).
         """
         time = self._time(timesteps)
         if self.layout == "fused":
@@ -113,13 +116,20 @@ class DecisionModel(nn.Module):
                                  + self.embed_action(prev) + time)
             out, state = self.backbone.step(token, state)
             return self.action_head(out), state
-        if bool(has_prev.any()):
-            prev_time = self._time(timesteps - 1)  # the a_{t-1} token belongs to step t - 1
-            _, after = self.backbone.step(self._finish(self.embed_action(prev_actions) + prev_time), state)
-            state = self.backbone.select_rows(has_prev, after, state)
-        _, state = self.backbone.step(self._finish(self.embed_return(returns_to_go[:, None]) + time), state)
-        out, state = self.backbone.step(self._finish(self.embed_state(states) + time), state)
-        return self.action_head(out), state
+        r_token = self.embed_return(returns_to_go[:, None]) + time
+        s_token = self.embed_state(states) + time
+        with_prev = int(has_prev.sum())
+        if with_prev == 0:
+            out, new = self.backbone(self._finish(torch.stack([r_token, s_token], dim=1)), state)
+            return self.action_head(out[:, -1]), new
+        a_token = self.embed_action(prev_actions) + self._time(timesteps - 1)  # a_{t-1} belongs to step t - 1
+        out, new = self.backbone(self._finish(torch.stack([a_token, r_token, s_token], dim=1)), state)
+        out = out[:, -1]
+        if with_prev < has_prev.shape[0]:  # rows that start an episode see only R_t, s_t
+            out_first, new_first = self.backbone(self._finish(torch.stack([r_token, s_token], dim=1)), state)
+            out = torch.where(has_prev[:, None], out, out_first[:, -1])
+            new = self.backbone.select_rows(has_prev, new, new_first)
+        return self.action_head(out), new
 
 
 class MLPBehaviourCloning(nn.Module):

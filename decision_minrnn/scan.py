@@ -207,7 +207,10 @@ def gated_scan(gate_logit: Tensor, candidate: Tensor, h0: Tensor | None = None, 
     if impl == "cpu":
         if h0 is None:
             h0 = candidate.new_zeros(candidate.shape[0], candidate.shape[2])
-        return _GatedScan.apply(gate_logit, candidate, h0, input_logit)
+        inputs = (gate_logit, candidate, h0, input_logit)
+        if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in inputs):
+            return _GatedScan.apply(*inputs)
+        return _gated_forward(*inputs)  # nothing to differentiate (acting): skip the autograd function
     k = gate_logit if input_logit is None else normalized_gate_logit(gate_logit, input_logit)
     if impl == "log":
         F = torch.nn.functional
@@ -230,6 +233,23 @@ def _g_parts(c: Tensor) -> tuple[Tensor, Tensor]:
     return s0, s0 + c.clamp(min=0)
 
 
+def _gated_forward(k: Tensor, c: Tensor, h0: Tensor, k_i: Tensor | None) -> Tensor:
+    """The fused kernel's forward: gates per cache-sized chunk, then `addcmul` into a preallocated output."""
+    batch, length, dim = c.shape
+    h = torch.empty(batch, length, dim, dtype=c.dtype, device=c.device)
+    prev = h0
+    for t0 in range(0, length, _TIME_CHUNK):
+        t1 = min(t0 + _TIME_CHUNK, length)
+        kk = k[:, t0:t1] if k_i is None else normalized_gate_logit(k[:, t0:t1], k_i[:, t0:t1])
+        z = torch.sigmoid(kk)
+        b = _g_parts(c[:, t0:t1])[1].mul_(z)
+        a = z.neg_().add_(1.0)
+        for i in range(t1 - t0):
+            torch.addcmul(b[:, i], a[:, i], prev, out=h[:, t0 + i])
+            prev = h[:, t0 + i]
+    return h
+
+
 class _GatedScan(torch.autograd.Function):
     """Fused minGRU/minLSTM recurrence for the CPU: gates, scan and gate gradients chunk by chunk over time.
 
@@ -238,18 +258,7 @@ class _GatedScan(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, k: Tensor, c: Tensor, h0: Tensor, k_i: Tensor | None) -> Tensor:  # type: ignore[override]
-        batch, length, dim = c.shape
-        h = torch.empty(batch, length, dim, dtype=c.dtype, device=c.device)
-        prev = h0
-        for t0 in range(0, length, _TIME_CHUNK):
-            t1 = min(t0 + _TIME_CHUNK, length)
-            kk = k[:, t0:t1] if k_i is None else normalized_gate_logit(k[:, t0:t1], k_i[:, t0:t1])
-            z = torch.sigmoid(kk)
-            b = _g_parts(c[:, t0:t1])[1].mul_(z)
-            a = z.neg_().add_(1.0)
-            for i in range(t1 - t0):
-                torch.addcmul(b[:, i], a[:, i], prev, out=h[:, t0 + i])
-                prev = h[:, t0 + i]
+        h = _gated_forward(k, c, h0, k_i)
         ctx.save_for_backward(k, c, h, h0, k_i)
         return h
 

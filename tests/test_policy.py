@@ -3,6 +3,8 @@ backbone and layout; batching, resets and SB3-style predict behave like independ
 
 from __future__ import annotations
 
+import warnings
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -288,3 +290,31 @@ def test_load_policy_options_and_errors(tmp_path):
     odd = make_agent(tmp_path / "b", obs_dim=17, act_dim=6)
     with pytest.raises(UserInputError, match="obs/action sizes 17/6"):
         load_policy(odd, device="cpu")
+
+
+def test_compiled_policy_acts_like_the_eager_one():
+    """`compile=True` (torch.compile of the acting step) changes speed, not actions; a compile failure falls back."""
+    obs, rew = recorded_episode(seed=3, steps=6)
+    eager = play(make_policy("mingru", "fused", d_model=16, n_layers=1), obs, rew)
+    meta = make_meta("mingru", "fused", d_model=16, n_layers=1)
+    compiled = Policy(make_model(meta), meta, compile=True)
+    assert "compiled" in repr(compiled)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        actions = play(compiled, obs, rew)
+    np.testing.assert_allclose(actions, eager, atol=1e-5)
+    if compiled._step_tokens.failed is not None:  # no working compiler here: the warning said so
+        assert any("acting in eager mode" in str(w.message) for w in caught)
+
+
+def test_compile_failure_falls_back_to_eager_with_a_warning():
+    from decision_minrnn.policy import CompiledCall
+
+    def broken_compiled(*args):
+        raise RuntimeError("no C++ compiler\nmore detail")
+
+    call = CompiledCall(lambda x: x + 1)
+    call.compiled = broken_compiled
+    with pytest.warns(RuntimeWarning, match="RuntimeError: no C\\+\\+ compiler.*acting in eager mode"):
+        assert call(1) == 2
+    assert call(2) == 3 and call.failed == "RuntimeError: no C++ compiler"

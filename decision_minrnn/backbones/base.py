@@ -20,6 +20,8 @@ from typing import ClassVar, Sequence
 import torch
 from torch import Tensor, nn
 
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
 
 @dataclass(frozen=True)
 class BackboneState:
@@ -30,19 +32,27 @@ class BackboneState:
 
     backbone: ClassVar[str] = "?"
 
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        """The state's field names, looked up once per class (`dataclasses.fields` is slow at one call per action)."""
+        names = _FIELD_NAMES.get(cls)
+        if names is None:
+            names = _FIELD_NAMES[cls] = tuple(f.name for f in dataclasses.fields(cls))
+        return names
+
     def fields(self) -> dict[str, tuple[Tensor, ...]]:
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return {name: getattr(self, name) for name in self.field_names()}
 
     @property
     def batch_size(self) -> int:
-        return next(iter(self.fields().values()))[0].shape[0]
+        return getattr(self, self.field_names()[0])[0].shape[0]
 
     @property
     def n_layers(self) -> int:
-        return len(next(iter(self.fields().values())))
+        return len(getattr(self, self.field_names()[0]))
 
     def layer(self, i: int) -> tuple[Tensor, ...]:
-        return tuple(v[i] for v in self.fields().values())
+        return tuple(getattr(self, name)[i] for name in self.field_names())
 
     def map(self, fn) -> "BackboneState":
         """A new state with `fn` applied to every tensor (e.g. `lambda t: t.detach()`)."""
@@ -71,7 +81,9 @@ class FeedForward(nn.Module):
         )
 
     def forward(self, x: Tensor) -> Tensor:
-        return x + self.net(self.norm(x))
+        up, act, down, drop = self.net  # called one by one: dropout is skipped when it is a no-op (acting)
+        y = down(act(up(self.norm(x))))
+        return x + (drop(y) if self.training else y)
 
 
 class Block(nn.Module):
@@ -86,12 +98,12 @@ class Block(nn.Module):
 
     def forward(self, x: Tensor, state: tuple[Tensor, ...] | None):
         y, state = self.mixer(self.norm(x), state)
-        x = x + self.dropout(y)
+        x = x + (self.dropout(y) if self.training else y)
         return (self.ff(x) if self.ff is not None else x), state
 
     def step(self, x: Tensor, state: tuple[Tensor, ...]):
         y, state = self.mixer.step(self.norm(x), state)
-        x = x + self.dropout(y)
+        x = x + (self.dropout(y) if self.training else y)
         return (self.ff(x) if self.ff is not None else x), state
 
 
@@ -178,7 +190,7 @@ class Backbone(nn.Module):
     # ------------------------------------------------------------------------------------------------- checking
     @property
     def _fields(self) -> tuple[str, ...]:
-        return tuple(f.name for f in dataclasses.fields(self.state_cls))
+        return self.state_cls.field_names()
 
     def _check_input(self, x: Tensor, rank: int, where: str) -> None:
         if not isinstance(x, Tensor):
@@ -200,13 +212,22 @@ class Backbone(nn.Module):
             raise ValueError(f"{self.name} state has {state.n_layers} layers, the backbone has {len(self.layers)}")
         if state.batch_size != batch_size:
             raise ValueError(f"{self.name} state has batch size {state.batch_size}, the input has {batch_size}")
-        for i, block in enumerate(self.layers):
-            for name, tensor, shape in zip(self._fields, state.layer(i), block.mixer.state_shapes()):
-                if tuple(tensor.shape[1:]) != tuple(shape):
+        for i, (block, shapes) in enumerate(zip(self.layers, self._state_shapes())):
+            layer = state.layer(i)
+            for name, tensor, shape in zip(self._fields, layer, shapes):
+                if tensor.shape[1:] != shape:
                     raise ValueError(f"{self.name} state field {name!r} of layer {i} has shape "
                                      f"{tuple(tensor.shape)}, expected (batch, {', '.join(map(str, shape))})")
             if values:
-                block.mixer.check_state_values(state.layer(i))
+                block.mixer.check_state_values(layer)
+
+    def _state_shapes(self) -> list[tuple[torch.Size, ...]]:
+        """Each layer's state shapes without the batch dimension (fixed at construction, so computed once)."""
+        shapes = self.__dict__.get("_shapes_cache")
+        if shapes is None:
+            shapes = [tuple(torch.Size(s) for s in block.mixer.state_shapes()) for block in self.layers]
+            self.__dict__["_shapes_cache"] = shapes
+        return shapes
 
 
 class Mixer(nn.Module):

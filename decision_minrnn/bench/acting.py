@@ -36,14 +36,14 @@ def benchmark_meta(cfg: TrainConfig) -> AgentMeta:
 
 
 def benchmark_policy(params: dict[str, Any], device: torch.device) -> Policy:
-    """A Policy on a random-weight DecisionModel (d, n_layers, layout, K = context_len), dropout 0."""
+    """A Policy on a random-weight DecisionModel (d, n_layers, layout, K = context_len), dropout 0; `compile`."""
     torch.manual_seed(0)
     cfg = TrainConfig(backbone=params["backbone"], layout=params["layout"], d_model=int(params["d"]),
                       n_layers=int(params["n_layers"]), context_len=int(params.get("context_len", 20)),
                       dropout=0.0, rollout=params["rollout"])
     meta = benchmark_meta(cfg)
     model = build_model(cfg, OBS_DIM, ACT_DIM).to(device).eval()
-    return Policy(model, meta, rollout=params["rollout"])
+    return Policy(model, meta, rollout=params["rollout"], compile=bool(params.get("compile", False)))
 
 
 def build_act(params: dict[str, Any], device: torch.device) -> Workload:

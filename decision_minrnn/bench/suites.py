@@ -116,11 +116,15 @@ def train_specs(opts: Options) -> list[dict[str, Any]]:
     return _order(specs)
 
 
+COMPILED_ROW = "minGRU (carried state, torch.compile)"  # acting through torch.compile (Policy(compile=True))
+
+
 def act_rows() -> list[tuple[str, dict[str, Any]]]:
     rows = [(f"{DISPLAY[b]} (carried state)", {"backbone": b, "rollout": "recurrent"})
             for b in ("mingru", "minlstm", "s4", "mamba")]
     rows.append(("Transformer (sliding K/V cache)", {"backbone": "transformer", "rollout": "recurrent"}))
     rows.append(("Transformer (re-encode last K=20 steps)", {"backbone": "transformer", "rollout": "window"}))
+    rows.append((COMPILED_ROW, {"backbone": "mingru", "rollout": "recurrent", "compile": True}))
     return rows
 
 
@@ -149,6 +153,8 @@ def eval_specs(opts: Options) -> list[dict[str, Any]]:
                                            "rollout": "recurrent", **model}),
         ("minGRU, interleaved (carried state)", {"policy": "model", "backbone": "mingru", "layout": "interleaved",
                                                  "rollout": "recurrent", **model}),
+        ("minGRU, fused (carried state, torch.compile)", {"policy": "model", "backbone": "mingru", "layout": "fused",
+                                                          "rollout": "recurrent", "compile": True, **model}),
         ("Transformer, interleaved (re-encode K=20)", {"policy": "model", "backbone": "transformer",
                                                        "layout": "interleaved", "rollout": "window", **model}),
     ]

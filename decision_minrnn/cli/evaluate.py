@@ -49,6 +49,10 @@ def build_parser() -> ArgumentParser:
                    help="cut episodes at this many steps (quick checks only: scores are then not comparable)")
     p.add_argument("--json", type=Path, metavar="PATH", help="result file (default DIR/eval.json)")
     p.add_argument("--video", type=Path, metavar="PATH", help="also render one episode to PATH (.gif or .mp4)")
+    p.add_argument("--compile", action="store_true",
+                   help="run each action's model work through torch.compile: 1.5-1.8x cheaper actions after a "
+                        "10-20 s compile on a CPU, so worth it only for long evaluations (falls back to eager, with "
+                        "a warning, where compiling fails)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -67,7 +71,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ..video import check_video_path
 
         check_video_path(args.video)
-    policy = load_policy(args.agent, target_return=args.target_return, device=device, rollout=args.rollout)
+    policy = load_policy(args.agent, target_return=args.target_return, device=device, rollout=args.rollout,
+                         compile=args.compile)
     cfg = policy.meta.config
     try:
         result = evaluate(policy, episodes=args.episodes or cfg.eval_episodes,
