@@ -119,14 +119,14 @@ class DecisionModel(nn.Module):
         r_token = self.embed_return(returns_to_go[:, None]) + time
         s_token = self.embed_state(states) + time
         with_prev = int(has_prev.sum())
-        if with_prev == 0:
-            out, new = self.backbone(self._finish(torch.stack([r_token, s_token], dim=1)), state)
-            return self.action_head(out[:, -1]), new
+        if with_prev < has_prev.shape[0]:  # rows that start an episode see only R_t, s_t
+            out_first, new_first = self.backbone(self._finish(torch.stack([r_token, s_token], dim=1)), state)
+            if with_prev == 0:
+                return self.action_head(out_first[:, -1]), new_first
         a_token = self.embed_action(prev_actions) + self._time(timesteps - 1)  # a_{t-1} belongs to step t - 1
         out, new = self.backbone(self._finish(torch.stack([a_token, r_token, s_token], dim=1)), state)
         out = out[:, -1]
-        if with_prev < has_prev.shape[0]:  # rows that start an episode see only R_t, s_t
-            out_first, new_first = self.backbone(self._finish(torch.stack([r_token, s_token], dim=1)), state)
+        if with_prev < has_prev.shape[0]:
             out = torch.where(has_prev[:, None], out, out_first[:, -1])
             new = self.backbone.select_rows(has_prev, new, new_first)
         return self.action_head(out), new

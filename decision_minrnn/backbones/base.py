@@ -122,6 +122,8 @@ class Backbone(nn.Module):
         self.d_model = d_model
         self.layers = nn.ModuleList(Block(d_model, m, ff_mult, dropout) for m in mixers)
         self.norm_out = nn.LayerNorm(d_model)
+        # Each layer's state shapes without the batch dimension: fixed by the mixers, checked at every step.
+        self._state_shapes = [tuple(torch.Size(s) for s in m.state_shapes()) for m in mixers]
 
     # ------------------------------------------------------------------------------------------------ interface
     def forward(self, x: Tensor, state: BackboneState | None = None) -> tuple[Tensor, BackboneState]:
@@ -212,7 +214,7 @@ class Backbone(nn.Module):
             raise ValueError(f"{self.name} state has {state.n_layers} layers, the backbone has {len(self.layers)}")
         if state.batch_size != batch_size:
             raise ValueError(f"{self.name} state has batch size {state.batch_size}, the input has {batch_size}")
-        for i, (block, shapes) in enumerate(zip(self.layers, self._state_shapes())):
+        for i, (block, shapes) in enumerate(zip(self.layers, self._state_shapes)):
             layer = state.layer(i)
             for name, tensor, shape in zip(self._fields, layer, shapes):
                 if tensor.shape[1:] != shape:
@@ -220,14 +222,6 @@ class Backbone(nn.Module):
                                      f"{tuple(tensor.shape)}, expected (batch, {', '.join(map(str, shape))})")
             if values:
                 block.mixer.check_state_values(layer)
-
-    def _state_shapes(self) -> list[tuple[torch.Size, ...]]:
-        """Each layer's state shapes without the batch dimension (fixed at construction, so computed once)."""
-        shapes = self.__dict__.get("_shapes_cache")
-        if shapes is None:
-            shapes = [tuple(torch.Size(s) for s in block.mixer.state_shapes()) for block in self.layers]
-            self.__dict__["_shapes_cache"] = shapes
-        return shapes
 
 
 class Mixer(nn.Module):
