@@ -15,11 +15,11 @@ _LAZY = {
     "normalized_score": "decision_minrnn.tasks",
     "resolve_task": "decision_minrnn.tasks",
     "get_env_spec": "decision_minrnn.tasks",
-    "make_backbone": "decision_minrnn.backbones",
-    "scan": "decision_minrnn.scan",
-    "load_dataset": "decision_minrnn.data",
-    "load_policy": "decision_minrnn.policy",
-    "DecisionModel": "decision_minrnn.model",
+    "make_backbone": "decision_minrnn.nn.backbones",
+    "scan": "decision_minrnn.nn.scan",
+    "load_dataset": "decision_minrnn.workflows.datasets",
+    "load_policy": "decision_minrnn.agent.policy",
+    "DecisionModel": "decision_minrnn.nn.model",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -1,4 +1,4 @@
-"""Where caches and datasets live on disk (design.md 3), read from the environment at call time."""
+"""Where caches and datasets live on disk (docs/architecture.md, Files), read from the environment at call time."""
 
 from __future__ import annotations
 

@@ -8,7 +8,11 @@ works offline.
 from __future__ import annotations
 
 import importlib.resources
+import json
 from pathlib import Path
+from typing import Any
+
+from .errors import UserInputError
 
 _KINDS = ("envs", "configs", "agents")
 
@@ -21,3 +25,17 @@ def resource_dir(kind: str) -> Path:
         return Path(str(importlib.resources.files(f"decision_minrnn.{kind}")))
     except ModuleNotFoundError:  # running from a source tree without an install
         return Path(__file__).resolve().parent.parent / kind
+
+
+def read_named_json(folder: Path, name_or_file: str | Path, what: str) -> tuple[Path, Any]:
+    """A JSON file given by path, or by name among the shipped `folder/*.json`; one-line errors name the choices."""
+    path = Path(name_or_file)
+    if not (path.suffix == ".json" and path.is_file()):
+        path = folder / f"{name_or_file}.json"
+        if not path.is_file():
+            names = ", ".join(sorted(p.stem for p in folder.glob("*.json"))) or "(none shipped)"
+            raise UserInputError(f"unknown {what} {str(name_or_file)!r}: not a JSON file, and not one of {names}")
+    try:
+        return path, json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise UserInputError(f"{what} file {path} is not valid JSON: {e}") from None

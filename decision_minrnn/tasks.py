@@ -18,6 +18,7 @@ from .errors import UserInputError
 from .resources import resource_dir
 
 QUALITIES = ("medium", "medium-replay", "medium-expert", "expert", "random")
+NOT_ENV_SPECS = frozenset({"d4rl_v2_statistics.json"})  # shipped in envs/ but not an environment spec
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,8 @@ def env_specs() -> dict[str, EnvSpec]:
     """All shipped environment specs by canonical name."""
     specs = {}
     for path in sorted(resource_dir("envs").glob("*.json")):
+        if path.name in NOT_ENV_SPECS:
+            continue
         d = json.loads(path.read_text())
         specs[d["name"]] = EnvSpec(
             name=d["name"],

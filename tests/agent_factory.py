@@ -8,9 +8,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from decision_minrnn.agent_io import AgentMeta, save_agent
-from decision_minrnn.config import TrainConfig
-from decision_minrnn.model import build_model
+from decision_minrnn.agent.folder import AgentMeta, save_agent
+from decision_minrnn.training.config import TrainConfig
+from decision_minrnn.nn.model import build_model
 
 HOPPER_OBS, HOPPER_ACT = 11, 3
 
@@ -18,9 +18,14 @@ HOPPER_OBS, HOPPER_ACT = 11, 3
 def make_meta(backbone: str = "mingru", layout: str = "interleaved", *, seed: int = 0, data: dict | None = None,
               task: str = "hopper-medium", env_id: str = "Hopper-v5", obs_dim: int = HOPPER_OBS,
               act_dim: int = HOPPER_ACT, **config: Any) -> AgentMeta:
-    """Metadata of a small hopper agent; `config` overrides TrainConfig fields (d 16, 2 layers, K 5, no dropout)."""
+    """Metadata of a small hopper agent; `config` overrides TrainConfig fields (d 16, 2 layers, K 5, no dropout).
+
+    Random-weight agents use torch's default init (`init="torch-default"`): the weights the behaviour tests were
+    written with, whose actions are large and varied enough to end episodes at different steps (the reference init's
+    action head, normal(0, 0.02), gives near-zero actions).
+    """
     fields = dict(backbone=backbone, layout=layout, d_model=16, n_layers=2, context_len=5, dropout=0.0, d_state=4,
-                  n_heads=2)
+                  n_heads=2, init="torch-default")
     fields.update(config)
     rng = np.random.default_rng(seed)
     return AgentMeta(
@@ -44,7 +49,7 @@ def make_meta(backbone: str = "mingru", layout: str = "interleaved", *, seed: in
 def make_model(meta: AgentMeta, seed: int = 0) -> torch.nn.Module:
     """The model a meta describes, with seeded random weights (float32, eval mode)."""
     torch.manual_seed(seed)
-    return build_model(meta.config, meta.obs_dim, meta.act_dim).eval()
+    return build_model(meta.config.model_config(), meta.obs_dim, meta.act_dim).eval()
 
 
 def make_agent(folder: str | Path, backbone: str = "mingru", layout: str = "interleaved", *, seed: int = 0,

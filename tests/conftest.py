@@ -5,6 +5,10 @@ Nothing the suite does can touch the user's real caches or datasets, or read `..
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
 
@@ -30,3 +34,14 @@ def isolated_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("MUJOCO_GL", "disable")
     monkeypatch.chdir(work)
     yield
+
+
+@pytest.fixture
+def hopper_file(isolated_environment):
+    """A small synthetic hopper-medium D4RL file in $D4RL_DATASET_DIR (for end-to-end training tests)."""
+    from test_data_helpers import episode_arrays, write_file
+
+    arrays = episode_arrays("hopper-medium", [40, 25, 60, 33], ["terminal", "timeout", "terminal", "none"], seed=1)
+    arrays["observations"][:, 0] = np.sin(np.arange(len(arrays["rewards"])))  # keep the states O(1)
+    path = Path(os.environ["D4RL_DATASET_DIR"]) / "hopper_medium-v2.hdf5"
+    return write_file(path, arrays)

@@ -1,19 +1,24 @@
-"""The law of design.md 1 for every backbone and scan implementation, resets, stability and bad input."""
+"""The law (docs/architecture.md) for every backbone and scan implementation, resets, stability and bad input."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from decision_minrnn.backbones import BACKBONES, RECURRENT_SCAN_BACKBONES, make_backbone, set_scan_impl
-from decision_minrnn.scan import SCAN_IMPLS
+from decision_minrnn.nn.backbones import BACKBONES, backbone_class, make_backbone, scans_over_time, set_scan_impl
+from decision_minrnn.nn.scan import SCAN_IMPLS
+from device_params import DEVICES
 
 # (backbone, scan implementation): the Transformer has no scan; every scan backbone is run with every implementation.
-CASES = [(name, impl) for name in RECURRENT_SCAN_BACKBONES for impl in SCAN_IMPLS] + [("transformer", None)]
+SCAN_BACKBONES = [name for name in BACKBONES if scans_over_time(name)]
+CASES = [(name, impl) for name in SCAN_BACKBONES for impl in SCAN_IMPLS] + [("transformer", "auto")]
+# S4D and Mamba's default (`auto`) forward is no scan but their own parallel form (S4D's convolution, Mamba's chunked
+# selective scan): the law is checked for it too.
+CASES += [("s4", "auto"), ("mamba", "auto")]
 D = 16
 
 
-def build(name, impl=None, *, d_model=D, n_layers=2, dtype=torch.float64, seed=0, **extra):
+def build(name, impl="auto", *, d_model=D, n_layers=2, dtype=torch.float64, seed=0, **extra):
     torch.manual_seed(seed)
     if name == "transformer":
         extra.setdefault("window", 5)
@@ -23,7 +28,8 @@ def build(name, impl=None, *, d_model=D, n_layers=2, dtype=torch.float64, seed=0
     if name == "s4":
         extra.setdefault("d_state", 4)
     model = make_backbone(name, d_model, n_layers, **extra).to(dtype).eval()
-    set_scan_impl(model, impl)
+    if scans_over_time(name):
+        set_scan_impl(model, impl)
     return model
 
 
@@ -46,13 +52,14 @@ def split_run(model, x, state, k):
     return torch.cat(outs, dim=1), state
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("name,impl", CASES)
 @torch.no_grad()
-def test_parallel_equals_step_float64(name, impl):
-    model = build(name, impl)
+def test_parallel_equals_step_float64(name, impl, device):
+    model = build(name, impl).to(device)
     gen = torch.Generator().manual_seed(1)
-    x = torch.randn(3, 23, D, generator=gen, dtype=torch.float64)  # odd total, batch > 1, T > 2W for the Transformer
-    _, produced = model(torch.randn(3, 11, D, generator=gen, dtype=torch.float64))
+    x = torch.randn(3, 23, D, generator=gen, dtype=torch.float64).to(device)  # odd, batch > 1, T > 2W (Transformer)
+    _, produced = model(torch.randn(3, 11, D, generator=gen, dtype=torch.float64).to(device))
     for start in (None, produced):  # from the initial state and from a state the backbone produced
         y_par, s_par = model(x, start)
         for k in (0, 1, 7, 22):
@@ -66,13 +73,14 @@ def test_parallel_equals_step_float64(name, impl):
     assert (torch.cat([y1, y2], 1) - y_par).abs().max().item() <= 1e-9
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("name,impl", CASES)
 @torch.no_grad()
-def test_parallel_equals_step_float32_at_episode_length(name, impl):
-    model = build(name, impl, n_layers=1, dtype=torch.float32, d_model=8)
+def test_parallel_equals_step_float32_at_episode_length(name, impl, device):
+    model = build(name, impl, n_layers=1, dtype=torch.float32, d_model=8).to(device)
     gen = torch.Generator().manual_seed(2)
-    x = torch.randn(2, 3000, 8, generator=gen)
-    _, produced = model(torch.randn(2, 50, 8, generator=gen))
+    x = torch.randn(2, 3000, 8, generator=gen).to(device)
+    _, produced = model(torch.randn(2, 50, 8, generator=gen).to(device))
     y_par, s_par = model(x, produced)
     y, s = split_run(model, x, produced, 1501)
     assert torch.isfinite(y_par).all()
@@ -81,7 +89,7 @@ def test_parallel_equals_step_float32_at_episode_length(name, impl):
     assert state_error(s, s_par) <= 1e-4 * scale
 
 
-@pytest.mark.parametrize("impl", SCAN_IMPLS)
+@pytest.mark.parametrize("impl", [*SCAN_IMPLS, "auto"])
 @torch.no_grad()
 def test_mamba_prefix_splitting_the_conv_window(impl):
     model = build("mamba", impl, d_conv=4)
@@ -107,7 +115,32 @@ def test_transformer_band_longer_than_twice_the_window():
         assert (y_win[:, -1] - y_par[:, t]).abs().max().item() <= 1e-9
 
 
-@pytest.mark.parametrize("name,impl", [(n, None) for n in BACKBONES])
+@pytest.mark.parametrize("length", [1, 9, 12])
+@torch.no_grad()
+def test_transformer_fused_causal_path_equals_steps(length):
+    """A window covering the whole sequence from an empty cache takes the fused causal attention: outputs and the
+    returned cache equal stepping token by token, from `None` and from an explicit initial state."""
+    model = build("transformer", window=12)
+    x = torch.randn(3, length, D, dtype=torch.float64)
+    for start in (None, model.initial_state(3)):
+        y_par, s_par = model(x, start)
+        y, s = split_run(model, x, start, 0)
+        assert (y - y_par).abs().max().item() <= 1e-9 and state_error(s, s_par) <= 1e-9
+        assert torch.equal(s.count[0], s_par.count[0])
+        more = torch.randn(3, 4, D, dtype=torch.float64)  # the banded path continues from the cache it returned
+        y_more, _ = model(more, s_par)
+        assert (split_run(model, more, s_par, 0)[0] - y_more).abs().max().item() <= 1e-9
+    banded = build("transformer", window=12)
+    for blk in banded.layers:
+        blk.mixer.fused_causal = False
+    y_band, s_band = banded(x)
+    y_par, s_par = model(x)
+    assert (y_band - y_par).abs().max().item() <= 1e-9 and state_error(s_band, s_par) <= 1e-9
+    drop = build("transformer", window=12, dropout=0.5).train()  # attention dropout on the fused path
+    assert torch.isfinite(drop(x)[0]).all()
+
+
+@pytest.mark.parametrize("name,impl", [(n, "auto") for n in BACKBONES])
 @torch.no_grad()
 def test_reset_state_rows(name, impl):
     model = build(name, impl)
@@ -128,7 +161,7 @@ def test_reset_state_rows(name, impl):
 @pytest.mark.parametrize("name", ["mingru", "minlstm"])
 @torch.no_grad()
 def test_long_run_stability(name):
-    model = build(name, None, n_layers=1, d_model=8, dtype=torch.float32, ff_mult=0)
+    model = build(name, "auto", n_layers=1, d_model=8, dtype=torch.float32, ff_mult=0)
     gen = torch.Generator().manual_seed(3)
     steps = 100_000
     x = torch.randn(2, steps, 8, generator=gen)
@@ -148,9 +181,24 @@ def test_long_run_stability(name):
 
 
 def test_parameter_names_do_not_depend_on_scan_impl():
-    for name in RECURRENT_SCAN_BACKBONES:
+    for name in SCAN_BACKBONES:
         keys = {impl: list(make_backbone(name, 8, 2, scan_impl=impl).state_dict()) for impl in SCAN_IMPLS}
         assert keys["sequential"] == keys["cpu"] == keys["log"]
+
+
+def test_registry_backbones_own_their_defaults():
+    """make_backbone(name, d, n) is the class at its own defaults (Mamba: expansion 2, no feed-forward)."""
+    for name, cls in BACKBONES.items():
+        assert backbone_class(name.upper()) is cls and cls.name == name
+        torch.manual_seed(0)
+        a = make_backbone(name, 8, 2)
+        torch.manual_seed(0)
+        b = cls(8, 2)
+        assert a.options == b.options == cls.options_cls()
+        assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+        assert type(a.initial_state(1)) is cls.state_cls
+    mamba = make_backbone("mamba", 8, 1)
+    assert mamba.options.expansion == 2.0 and mamba.layers[0].ff is None
 
 
 def test_mamba_uses_mamba_ssm_parameter_names():
@@ -164,7 +212,7 @@ def test_bad_input_errors():
         make_backbone("mingr", 8, 1)
     with pytest.raises(ValueError, match="n_layers"):
         make_backbone("mingru", 8, 0)
-    with pytest.raises(ValueError, match="bad option for backbone 'mingru'"):
+    with pytest.raises(ValueError, match="unknown option 'window' for backbone 'mingru'; valid: .*expansion"):
         make_backbone("mingru", 8, 1, window=3)
     model = make_backbone("mingru", 8, 2)
     with pytest.raises(ValueError, match="rank 2"):

@@ -5,9 +5,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from decision_minrnn.behaviour.actor import UniformPolicy
 from decision_minrnn.behaviour.layout import D4RLArrays, compact_stream, expand_stream
 from decision_minrnn.behaviour.vector import collect_transitions, measure_returns
+
+
+class UniformPolicy:
+    """Uniform random actions in [-1, 1]: a cheap stand-in policy for layout tests."""
+
+    def __init__(self, act_dim: int, rng: np.random.Generator):
+        self.act_dim, self.rng = act_dim, rng
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        return self.rng.uniform(-1.0, 1.0, size=(len(obs), self.act_dim)).astype(np.float32)
 
 
 def _episodes(lengths: list[int], cut_last: bool = False, obs_dim: int = 2) -> D4RLArrays:

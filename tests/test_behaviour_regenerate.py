@@ -10,6 +10,7 @@ import pytest
 
 from decision_minrnn.behaviour.layout import expand_stream
 from decision_minrnn.behaviour.regenerate import regenerate_dataset, regenerated_dataset_path
+from decision_minrnn.data.d4rl import DATA_VERSION
 from decision_minrnn.behaviour.shipped import load_card, load_replay_stream
 from decision_minrnn.errors import UserInputError
 from decision_minrnn.paths import regenerated_dataset_dir
@@ -97,10 +98,17 @@ def test_medium_replay_is_the_shipped_stream(tmp_path):
     assert whole.timeouts.sum() >= 1 and len(whole) == load_card(env)["medium_replay"]["transitions"]
 
 
-def test_random_quality_uses_uniform_actions(tmp_path):
+def test_random_quality_is_a_random_init_actor_and_files_carry_the_data_version(tmp_path):
+    """D4RL's random data comes from a randomly initialised policy: actions correlate with the state (a fixed random
+    network), unlike uniform noise; a different seed draws a different actor."""
     arrays, attrs = _read(regenerate_dataset("hopper-random", transitions=500, out=tmp_path / "r.hdf5", progress=False))
     _check_layout(arrays, 11, 3, 500)
-    assert attrs["policy"].startswith("uniform") and arrays["terminals"].sum() > 5
+    assert attrs["policy"].startswith("random: a randomly initialised SAC actor") and arrays["terminals"].sum() > 5
+    assert attrs["data_version"] == DATA_VERSION == 2
+    other, _ = _read(regenerate_dataset("hopper-random", transitions=500, seed=1, out=tmp_path / "r1.hdf5",
+                                        progress=False))
+    assert not np.array_equal(arrays["actions"], other["actions"])
+    assert np.abs(arrays["actions"]).max() < 1.0  # tanh-squashed, never exactly uniform's bounds
 
 
 @pytest.mark.parametrize("bad", ["hopper-medium-v2", "hopper-median", "cartpole-medium"])

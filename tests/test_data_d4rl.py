@@ -30,7 +30,7 @@ def test_episodes_split_at_terminals_and_timeouts_with_trailing_episode(tmp_path
     assert ds.provenance["trailing_unfinished_episode"] is True
     assert ds.provenance["timeouts"] == "recorded"
     assert ds.provenance["metadata"]["algorithm"] == "SAC"
-    assert ds.task == "hopper-medium" and ds.location == str(path)
+    assert ds.task.name == "hopper-medium" and ds.location == str(path)
 
 
 def test_last_row_ending_an_episode_leaves_no_trailing_episode(tmp_path):
@@ -80,7 +80,7 @@ def test_statistics_and_summary(tmp_path):
 
 def test_regenerated_file_is_labelled_and_checked(tmp_path):
     arrays = episode_arrays("hopper-medium", [4, 4], ["timeout", "terminal"])
-    attrs = {"decision_minrnn_regenerated": True, "task": "hopper-medium", "env_id": "Hopper-v5",
+    attrs = {"decision_minrnn_regenerated": True, "data_version": 2, "task": "hopper-medium", "env_id": "Hopper-v5",
              "policy": "actor_130000", "policy_return": 1571.0, "seed": 0, "package_version": "0.1.0"}
     ds = read_d4rl_hdf5(write_file(tmp_path / "regen.hdf5", arrays, attrs=attrs), "hopper-medium")
     assert ds.source == "regenerated" and not ds.comparable_with_d4rl
@@ -96,6 +96,9 @@ def test_regenerated_file_is_labelled_and_checked(tmp_path):
     with pytest.raises(DatasetError, match="Walker2d-v5"):
         read_d4rl_hdf5(write_file(tmp_path / "we.hdf5", arrays, attrs={**attrs, "env_id": "Walker2d-v5"}),
                        "hopper-medium")
+    old = {k: v for k, v in attrs.items() if k != "data_version"}  # a file of data version 1
+    with pytest.raises(DatasetError, match=r"regenerated data of version 1; .* `collect_dataset hopper-medium`"):
+        read_d4rl_hdf5(write_file(tmp_path / "v1.hdf5", arrays, attrs=old), "hopper-medium")
 
 
 def _good():

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from test_data_helpers import episode_arrays, write_file
 
-from decision_minrnn.data import d4rl_file_path, download_d4rl, load_dataset
+from decision_minrnn.data import d4rl_file_path, download_d4rl
+from decision_minrnn.workflows.datasets import load_dataset
 from decision_minrnn.errors import RunFailure
 from decision_minrnn.paths import d4rl_dataset_dir
 

@@ -54,7 +54,7 @@ def in_memory_dataset(task: str, lengths: list[int], *, seed: int = 0) -> Trajec
         episode_starts=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
         terminated=np.zeros(len(lengths), dtype=bool),
         truncated=np.ones(len(lengths), dtype=bool),
-        task=resolve_task(task).name,
+        task=resolve_task(task),
         source="d4rl",
         location="<memory>",
         comparable_with_d4rl=True,

@@ -4,7 +4,6 @@ regenerated-data hook (a stand-in module here; the real one belongs to the behav
 from __future__ import annotations
 
 import socket
-import sys
 import types
 from pathlib import Path
 
@@ -12,11 +11,11 @@ import pytest
 from test_data_helpers import episode_arrays, write_file
 from test_data_minari import create_minari
 
-from decision_minrnn.data import d4rl_file_path, load_dataset
+from decision_minrnn.data import d4rl_file_path
 from decision_minrnn.errors import DatasetError, RunFailure, UserInputError
 from decision_minrnn.paths import regenerated_dataset_dir
-
-REGEN = "decision_minrnn.behaviour.regenerate"
+from decision_minrnn.tasks import resolve_task
+from decision_minrnn.workflows.datasets import load_dataset
 
 
 @pytest.fixture(autouse=True)
@@ -30,23 +29,24 @@ def offline(monkeypatch):
 
 @pytest.fixture
 def fake_regenerate(monkeypatch):
-    """A stand-in for the behaviour module: writes a small regenerated file and counts the calls."""
-    module = types.ModuleType(REGEN)
-    module.calls = []
+    """A stand-in for regeneration: writes a small regenerated file and counts the calls."""
+    from decision_minrnn.workflows import datasets
 
-    def regenerated_dataset_path(task: str) -> Path:
-        return regenerated_dataset_dir() / f"{task}-regenerated-seed0.hdf5"
+    calls = []
 
-    def regenerate_dataset(task_name: str, *, seed: int = 0, transitions: int | None = None) -> Path:
-        module.calls.append(task_name)
-        path = regenerated_dataset_path(task_name)
-        attrs = {"decision_minrnn_regenerated": True, "task": task_name, "env_id": "Hopper-v5", "seed": seed}
-        return write_file(path, episode_arrays(task_name, [9, 3], ["terminal", "timeout"]), attrs=attrs)
+    def regenerated_dataset_path(task) -> Path:
+        return regenerated_dataset_dir() / f"{task.name}-regenerated-seed0.hdf5"
 
-    module.regenerated_dataset_path = regenerated_dataset_path
-    module.regenerate_dataset = regenerate_dataset
-    monkeypatch.setitem(sys.modules, REGEN, module)
-    return module
+    def regenerate_dataset(task, *, seed: int = 0, transitions: int | None = None) -> Path:
+        calls.append(task.name)
+        path = regenerated_dataset_path(task)
+        attrs = {"decision_minrnn_regenerated": True, "data_version": 2, "task": task.name, "env_id": "Hopper-v5",
+                 "seed": seed}
+        return write_file(path, episode_arrays(task.name, [9, 3], ["terminal", "timeout"]), attrs=attrs)
+
+    monkeypatch.setattr(datasets, "regenerated_dataset_path", regenerated_dataset_path)
+    monkeypatch.setattr(datasets, "regenerate_dataset", regenerate_dataset)
+    return types.SimpleNamespace(calls=calls, regenerated_dataset_path=regenerated_dataset_path)
 
 
 def _d4rl_file(task: str, lengths=(6, 4)) -> Path:
@@ -120,23 +120,17 @@ def test_v2_suffix_means_d4rl_only(fake_regenerate):
 
 def test_regenerated_file_at_a_d4rl_name_is_refused():
     path = d4rl_file_path("hopper-medium")
-    attrs = {"decision_minrnn_regenerated": True, "task": "hopper-medium"}
+    attrs = {"decision_minrnn_regenerated": True, "data_version": 2, "task": "hopper-medium"}
     write_file(path, episode_arrays("hopper-medium", [4], ["terminal"]), attrs=attrs)
     with pytest.raises(DatasetError, match="D4RL v2 file name"):
         load_dataset("hopper-medium", verbose=False)
 
 
 def test_regenerated_cache_without_provenance_is_refused(fake_regenerate):
-    path = fake_regenerate.regenerated_dataset_path("hopper-medium")
+    path = fake_regenerate.regenerated_dataset_path(resolve_task("hopper-medium"))
     write_file(path, episode_arrays("hopper-medium", [4], ["terminal"]))
     with pytest.raises(DatasetError, match="decision_minrnn_regenerated"):
         load_dataset("hopper-medium", "regenerated", verbose=False)
-
-
-def test_missing_regenerate_module_is_a_clear_error(monkeypatch):
-    monkeypatch.setitem(sys.modules, REGEN, None)  # import fails as if the module did not exist
-    with pytest.raises(DatasetError, match="regenerated data for hopper-medium is not available"):
-        load_dataset("hopper-medium", "regenerated")
 
 
 def test_bad_source_and_task_names():
@@ -144,3 +138,12 @@ def test_bad_source_and_task_names():
         load_dataset("hopper-medium", "d4rl2")
     with pytest.raises(UserInputError, match="did you mean 'hopper-medium'"):
         load_dataset("hoper-medium")
+
+
+def test_a_cached_file_of_an_older_data_version_is_rebuilt(fake_regenerate, capsys):
+    path = fake_regenerate.regenerated_dataset_path(resolve_task("hopper-medium"))
+    write_file(path, episode_arrays("hopper-medium", [4], ["terminal"]),
+               attrs={"decision_minrnn_regenerated": True, "task": "hopper-medium", "env_id": "Hopper-v5"})
+    ds = load_dataset("hopper-medium", "regenerated", verbose=False)
+    assert fake_regenerate.calls == ["hopper-medium"] and ds.num_episodes == 2
+    assert "older version; rebuilding it" in capsys.readouterr().err

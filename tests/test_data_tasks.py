@@ -9,7 +9,7 @@ from decision_minrnn import normalized_score
 from decision_minrnn.errors import UserInputError
 from decision_minrnn.tasks import get_env_spec, resolve_task, task_names
 
-# D4RL v2 reference returns, from reference.md (not read from the package's own specs)
+# D4RL v2 reference returns (d4rl's infos.py REF_MIN_SCORE / REF_MAX_SCORE), written here, not read from the package's specs
 REFS = {"halfcheetah": (-280.178953, 12135.0), "hopper": (-20.272305, 3234.3), "walker2d": (1.629008, 4592.3)}
 
 

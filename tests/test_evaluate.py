@@ -12,11 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from agent_factory import make_agent, make_meta, make_model
+
+from decision_minrnn.agent.policy import Policy, load_policy
 from decision_minrnn.cli.evaluate import main
-from decision_minrnn.evaluation import episode_targets, evaluate, score_returns
-from decision_minrnn.policy import Policy, load_policy
+from decision_minrnn.rollout.envs import episode_quota
+from decision_minrnn.rollout.evaluation import evaluate, score_returns
 from decision_minrnn.tasks import normalized_score
 
 SCRIPT = Path(sys.executable).parent / "evaluate_agent"
@@ -33,9 +34,9 @@ def run_cli(argv, capsys):
 
 
 def test_episode_split_is_fixed_in_advance():
-    assert episode_targets(5, 2).tolist() == [2, 3]
-    assert episode_targets(10, 3).tolist() == [3, 3, 4]
-    assert episode_targets(4, 4).tolist() == [1, 1, 1, 1]
+    assert episode_quota(5, 2).tolist() == [2, 3]
+    assert episode_quota(10, 3).tolist() == [3, 3, 4]
+    assert episode_quota(4, 4).tolist() == [1, 1, 1, 1]
 
 
 def test_evaluate_result_fields_and_exact_episode_count(tmp_path):
@@ -157,12 +158,12 @@ def test_cli_cuda_without_gpu_exits_2(tmp_path, capsys):
 
 
 def test_cli_failure_while_running_exits_1(tmp_path, capsys, monkeypatch):
-    import decision_minrnn.evaluation as evaluation
+    import decision_minrnn.rollout.evaluation as evaluation
 
     def broken_env(*args, **kwargs):
         raise RuntimeError("simulator crashed")
 
-    monkeypatch.setattr(evaluation, "make_eval_env", broken_env)
+    monkeypatch.setattr(evaluation, "make_vector_env", broken_env)
     code, _, err = run_cli([make_agent(tmp_path / "a"), "--quiet"], capsys)
     assert code == 1 and "simulator crashed" in err and len(err.strip().splitlines()) == 1
 

@@ -12,8 +12,8 @@ import torch
 
 from agent_factory import make_agent, make_meta, make_model
 from decision_minrnn.errors import UserInputError
-from decision_minrnn.model import MODEL_NAMES
-from decision_minrnn.policy import Policy, PolicyState, load_policy
+from decision_minrnn.nn.model import MODEL_NAMES
+from decision_minrnn.agent.policy import Policy, PolicyState, load_policy
 
 LAYOUTS = ("interleaved", "fused")
 OBS_DIM, ACT_DIM = 11, 3
@@ -42,7 +42,7 @@ def make_policy(backbone="mingru", layout="interleaved", rollout="recurrent", se
 
 def play(policy: Policy, observations: np.ndarray, rewards: np.ndarray) -> np.ndarray:
     """Feed a recorded episode step by step (act, then observe the recorded reward); the actions taken."""
-    policy.reset(1)
+    policy.reset(1, autoreset="same-step")
     actions = []
     for obs, r in zip(observations, rewards):
         actions.append(policy.act(obs))
@@ -125,8 +125,8 @@ def streams(n_rows: int, steps: int) -> list[tuple[np.ndarray, np.ndarray]]:
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_single_and_batched_act_agree(layout, rollout):
     data = streams(3, 9)
-    batched = make_policy("minlstm", layout, rollout, context_len=4).reset(3)
-    singles = [make_policy("minlstm", layout, rollout, context_len=4).reset(1) for _ in data]
+    batched = make_policy("minlstm", layout, rollout, context_len=4).reset(3, autoreset="same-step")
+    singles = [make_policy("minlstm", layout, rollout, context_len=4).reset(1, autoreset="same-step") for _ in data]
     for t in range(9):
         obs = np.stack([o[t] for o, _ in data])
         a = batched.act(obs)
@@ -143,7 +143,7 @@ def test_single_and_batched_act_agree(layout, rollout):
 @pytest.mark.parametrize("backbone", ["mingru", "transformer", "mamba", "mlp-bc"])
 def test_done_row_restarts_like_a_fresh_policy_others_untouched(backbone, rollout):
     (a_obs, a_rew), (b_obs, b_rew), (c_obs, c_rew) = streams(3, 14)
-    policy = make_policy(backbone, "interleaved", rollout, context_len=4).reset(2)
+    policy = make_policy(backbone, "interleaved", rollout, context_len=4).reset(2, autoreset="same-step")
     got = []
     for t in range(14):
         # row 0 plays stream a throughout; row 1 plays b for 6 steps, ends, then plays c from a fresh episode
@@ -163,7 +163,7 @@ def test_done_row_restarts_like_a_fresh_policy_others_untouched(backbone, rollou
 @pytest.mark.parametrize("rollout", ["recurrent", "window"])
 def test_predict_with_episode_start_matches_act_observe(rollout):
     data = streams(2, 10)
-    p1 = make_policy("s4", "fused", rollout, context_len=3).reset(2)
+    p1 = make_policy("s4", "fused", rollout, context_len=3).reset(2, autoreset="same-step")
     p2 = make_policy("s4", "fused", rollout, context_len=3)
     state = None
     start = np.ones(2, bool)
@@ -199,7 +199,7 @@ def test_returns_to_go_follow_target_and_rewards():
     assert policy.target_return == 1800.0  # from the config
     assert make_policy("mingru", "fused").target_return == 3600.0  # 0 in the config: hopper's first DT target
     assert Policy(policy.model, policy.meta, target_return=1000.0).target_return == 1000.0
-    policy.reset(2)
+    policy.reset(2, autoreset="same-step")
     policy.act(np.zeros((2, OBS_DIM)))
     policy.observe([100.0, 50.0], [False, False])
     policy.act(np.zeros((2, OBS_DIM)))
@@ -212,14 +212,14 @@ def test_policy_restores_training_mode_and_ignores_dropout():
     model = make_model(meta).train()
     policy = Policy(model, meta)
     obs = recorded_episode(steps=2)[0]
-    a1 = policy.reset(1).act(obs[0])
-    a2 = policy.reset(1).act(obs[0])
+    a1 = policy.reset(1, autoreset="same-step").act(obs[0])
+    a2 = policy.reset(1, autoreset="same-step").act(obs[0])
     np.testing.assert_array_equal(a1, a2)  # no dropout while acting
     assert model.training
 
 
 def test_wrong_observation_size_or_batch_is_a_clear_error():
-    policy = make_policy().reset(2)
+    policy = make_policy().reset(2, autoreset="same-step")
     with pytest.raises(ValueError, match=r"observation must have shape \(11,\)"):
         policy.act(np.zeros((2, 17)))
     with pytest.raises(ValueError, match="observation must have shape"):
@@ -308,7 +308,7 @@ def test_compiled_policy_acts_like_the_eager_one():
 
 
 def test_compile_failure_falls_back_to_eager_with_a_warning():
-    from decision_minrnn.policy import CompiledCall
+    from decision_minrnn.agent.policy import CompiledCall
 
     def broken_compiled(*args):
         raise RuntimeError("no C++ compiler\nmore detail")

@@ -12,8 +12,8 @@ from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from agent_factory import make_agent
-from decision_minrnn.policy import load_policy
-from decision_minrnn.sb3 import RewardToPolicy
+from decision_minrnn.agent.policy import load_policy
+from decision_minrnn.agent.sb3 import RewardToPolicy
 
 SEED = 5
 EPISODES_PER_ENV = 2

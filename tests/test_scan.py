@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from decision_minrnn.scan import SCAN_IMPLS, gated_scan, resolve_impl, scan, scan_log
+from decision_minrnn.nn.scan import SCAN_IMPLS, gated_scan, resolve_impl, scan, scan_log
 
 IMPLS = list(SCAN_IMPLS)
 
@@ -115,7 +115,9 @@ def test_bad_input_is_named():
 
 
 def test_auto_picks_cpu_path_on_cpu():
-    assert resolve_impl(None, torch.device("cpu")) == "cpu"
+    assert resolve_impl("auto", torch.device("cpu")) == "cpu"
+    with pytest.raises(ValueError, match="unknown scan implementation None"):
+        resolve_impl(None, torch.device("cpu"))
     assert resolve_impl("auto", torch.device("cuda")) == "log"
 
 

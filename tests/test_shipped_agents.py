@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from decision_minrnn.agent_io import load_agent
+from decision_minrnn.agent.folder import load_agent
 from decision_minrnn.resources import resource_dir
 
 SHIPPED = sorted(p for p in resource_dir("agents").glob("*/*") if (p / "model.safetensors").is_file())

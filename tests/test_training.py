@@ -12,24 +12,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_data_helpers import episode_arrays, write_file
 
-from decision_minrnn.agent_io import load_agent
-from decision_minrnn.model import MODEL_NAMES
+from decision_minrnn.agent.folder import load_agent
+from decision_minrnn.nn.model import MODEL_NAMES
 
 BIN = Path(sys.executable).parent
 TINY = ["--config", "quick", "--set", "d_model=16", "--set", "n_layers=1", "--set", "batch_size=4",
         "--set", "context_len=5", "--set", "log_every=2", "--set", "dropout=0.0", "--no-progress",
         "--data-source", "d4rl"]
-
-
-@pytest.fixture
-def hopper_file():
-    """A small synthetic hopper-medium D4RL file in $D4RL_DATASET_DIR."""
-    arrays = episode_arrays("hopper-medium", [40, 25, 60, 33], ["terminal", "timeout", "terminal", "none"], seed=1)
-    arrays["observations"][:, 0] = np.sin(np.arange(len(arrays["rewards"])))  # keep the states O(1)
-    path = Path(os.environ["D4RL_DATASET_DIR"]) / "hopper_medium-v2.hdf5"
-    return write_file(path, arrays)
 
 
 def run_cli(name, *args, check=True, timeout=240):

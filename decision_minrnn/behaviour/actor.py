@@ -78,13 +78,11 @@ def save_actor(
     One key, because safetensors writes several metadata keys in hash order: the same actor would not give the same
     bytes twice, and every re-import would change files in git.
     """
-    from safetensors.torch import save_file
-
-    from ..io import atomic_path
+    from ..io import atomic_path, save_tensors
 
     meta = {_METADATA_KEY: json.dumps(dict(metadata or {}), sort_keys=True, default=str)}
     with atomic_path(path) as tmp:
-        save_file(actor_state_dict(actor, dtype), str(tmp), metadata=meta)
+        save_tensors(actor_state_dict(actor, dtype), tmp, metadata=meta)
 
 
 def export_sb3_actor(
@@ -94,6 +92,14 @@ def export_sb3_actor(
     if getattr(model.actor, "use_sde", False):
         raise ValueError("gSDE actors have no log_std head; export a SAC trained without use_sde")
     save_actor(model.actor, path, dtype=dtype, metadata=metadata)
+
+
+def random_actor(obs_dim: int, act_dim: int, seed: int) -> SACActor:
+    """D4RL's `random` behaviour: a SAC actor (SB3's default 256x256 layout) at its random initialisation, drawn
+    from `seed` without touching torch's global generator."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return SACActor(obs_dim, act_dim).eval()
 
 
 def load_actor(path: str | os.PathLike) -> SACActor:
@@ -127,13 +133,3 @@ class SampledPolicy:
             return self.actor(x).numpy()
         noise = self.rng.standard_normal((x.shape[0], self.actor.act_dim), dtype=np.float32)
         return self.actor(x, torch.from_numpy(noise)).numpy()
-
-
-class UniformPolicy:
-    """Uniform random actions in [-1, 1] (D4RL's `random` quality as this package defines it)."""
-
-    def __init__(self, act_dim: int, rng: np.random.Generator):
-        self.act_dim, self.rng = act_dim, rng
-
-    def __call__(self, obs: np.ndarray) -> np.ndarray:
-        return self.rng.uniform(-1.0, 1.0, size=(len(obs), self.act_dim)).astype(np.float32)

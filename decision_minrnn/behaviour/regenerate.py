@@ -2,7 +2,8 @@
 
 The recipe, per quality: `medium` / `expert` = the medium / best SAC snapshot acting with sampled actions (1M
 transitions), `medium-expert` = both of those concatenated (2M), `medium-replay` = SAC's training stream up to the
-medium snapshot (shipped, so no simulation), `random` = uniform random actions (1M). Collection runs through a
+medium snapshot (shipped, so no simulation), `random` = a randomly initialised SAC actor (SB3's layout and default
+init, drawn from the seed) acting with sampled actions, as D4RL's random datasets (1M). Collection runs through a
 same-step-autoreset vector env with the actor batched (`vector.py`). Each part draws its env seeds and action noise
 from `SeedSequence([seed, part])`, so a seed fixes the data, and the halves of `medium-expert` equal the `medium` and
 `expert` datasets of the same seed and size.
@@ -19,11 +20,11 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
-from ..data.d4rl import write_d4rl_hdf5
+from ..data.d4rl import DATA_VERSION, write_d4rl_hdf5
 from ..errors import UserInputError
 from ..paths import regenerated_dataset_dir
 from ..tasks import EnvSpec, Task, resolve_task
-from .actor import SampledPolicy, UniformPolicy
+from .actor import SampledPolicy, random_actor
 from .layout import D4RLArrays, expand_stream
 from .shipped import actor_file, load_behaviour_actor, load_card, load_replay_stream
 from .vector import collect_transitions
@@ -59,7 +60,9 @@ def _policy_part(
     rng = np.random.default_rng(noise_seq)
     card = load_card(env)["policies"]
     if role == "random":
-        policy, name = UniformPolicy(env.act_dim, rng), "uniform random actions in [-1, 1]"
+        actor = random_actor(env.obs_dim, env.act_dim, int(noise_seq.spawn(1)[0].generate_state(1)[0]))
+        policy = SampledPolicy(actor, rng)
+        name = "random: a randomly initialised SAC actor (torch default init of SB3's MlpPolicy layout), sampled actions"
     else:
         entry = card[role]
         policy = SampledPolicy(load_behaviour_actor(env, role), rng)
@@ -68,7 +71,10 @@ def _policy_part(
         env.gym_id, policy, n, seed_sequence=env_seq, num_envs=num_envs, max_episode_steps=env.max_episode_steps,
         progress=progress, desc=f"{env.name} {role}",
     )
-    return data, {"policy": name, "return": float(card[role]["sampled"]["return_mean"]), "transitions": n}
+    returns = data.episode_returns()
+    policy_return = (float(returns.mean()) if len(returns) else float("nan")) if role == "random" else \
+        float(card[role]["sampled"]["return_mean"])
+    return data, {"policy": name, "return": policy_return, "transitions": n}
 
 
 def check_request(task: Task, transitions: int | None, seed: int = 0) -> None:
@@ -137,6 +143,7 @@ def _provenance(task: Task, data: D4RLArrays, parts: list[dict[str, Any]], seed:
     data_return = float(returns.mean()) if len(returns) else float("nan")
     attrs = {
         "decision_minrnn_regenerated": True,
+        "data_version": DATA_VERSION,
         "task": task.name,
         "env_id": task.env.gym_id,
         "quality": task.quality,

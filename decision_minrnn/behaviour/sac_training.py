@@ -28,7 +28,15 @@ from ..paths import behaviour_run_dir
 from ..tasks import EnvSpec, get_env_spec
 from .actor import SACActor, SampledPolicy, actor_state_dict, save_actor
 from .layout import D4RLArrays, compact_stream, expand_stream
-from .run_folder import MODEL, PROGRESS, SETUP, STREAM, actor_path, read_progress, read_stream
+from .run_folder import (
+    MODEL,
+    PROGRESS,
+    SETUP,
+    STREAM,
+    actor_path,
+    read_progress,
+    read_stream,
+)
 from .vector import measure_returns
 
 EVAL_SEED = 10_000

@@ -21,7 +21,14 @@ from .. import __version__
 from ..errors import UserInputError
 from ..io import atomic_path, write_json
 from ..tasks import EnvSpec, get_env_spec
-from .actor import SACActor, SampledPolicy, UniformPolicy, actor_state_dict, load_actor, save_actor
+from .actor import (
+    SACActor,
+    SampledPolicy,
+    actor_state_dict,
+    load_actor,
+    random_actor,
+    save_actor,
+)
 from .layout import compact_stream, expand_stream
 from .run_folder import STREAM, read_progress, read_setup, read_stream, snapshot_steps
 from .shipped import CARD, REPLAY, ROLES, actor_file, behaviour_dir
@@ -150,10 +157,11 @@ def import_behaviour(
             _log(f"[{env.name}] {role}: step {step}, sampled {policies[role]['sampled']['normalized']:.1f}, "
                  f"deterministic {policies[role]['deterministic']['normalized']:.1f}")
         policies["medium"]["target_normalized"] = MEDIUM_TARGETS[env.name]
-        uniform = UniformPolicy(env.act_dim, np.random.default_rng([seed, 4, 1]))
+        rand = SampledPolicy(random_actor(env.obs_dim, env.act_dim, seed), np.random.default_rng([seed, 4, 1]))
         policies["random"] = {
-            "actions": "uniform in [-1, 1]",
-            "sampled": _stats(env, uniform, card_episodes, [seed, 4]),
+            "actions": f"a randomly initialised SAC actor (seed {seed}), sampled actions; regeneration draws its own "
+                       "random actor from the dataset seed",
+            "sampled": _stats(env, rand, card_episodes, [seed, 4]),
         }
 
         replay = expand_stream(stream, rows=steps["medium"])

@@ -1,4 +1,4 @@
-"""`python -m decision_minrnn.bench` (also the entry of every benchmark subprocess: `--one SPEC_JSON`)."""
+"""`python -m decision_minrnn.bench`: the same as `benchmark_agent`."""
 
 import sys
 

@@ -1,84 +1,73 @@
-"""How results read: markdown tables (medians, ratios against named baselines, memory), target checks, the plot.
+"""How results read: markdown tables (medians, ratios against baselines, memory) and the issue's target checks.
 
-Every table comes with the machine line (CPU, threads, load before/after, torch, date) and the command. A config
-that did not produce a number shows why in its cell (`skip`, `OOM`, `fail`), and is listed with its reason below
-the tables: a missing number is never silently dropped. Ratios are only formed between numbers measured in the
-same run, on the same machine.
+Records are found by config keys; baselines and targets name the keys of the configs they compare. A config without
+a number shows why in its cell (`skip`, `OOM`, `fail`) and is listed with its reason below the tables. Ratios are
+only formed between numbers of the same run.
 """
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
+import torch
+
+from ..nn.model import LAYOUTS
+from ..nn.scan import resolve_impl
 from .machine import BUSY_OTHER_CPUS, busy_warning, summary_line
-from .suites import COMPILED_ROW, DISPLAY, default_impl
+from .suites import (LAYER_BASELINES, MODEL_BASELINE, RUNTIMES, SUBJECT, TABLES, WINDOW_BASELINE, ZERO_BASELINE,
+                     group_label, group_of, key_id, label, layer_impls, row_of, with_row, x_of)
 
 Record = dict[str, Any]
+Value = Callable[[Record], "float | None"]
 STATUS_CELL = {"skipped": "skip", "out_of_memory": "OOM", "failed": "fail"}
+DISTURBED = "†"
+ACT_TARGETS = {"fused": (100, 8), "interleaved": (300, 3)}  # batch 1: at most us per action, at least x cheaper
+MB = "{:.0f}".format
 
 
-# ----------------------------------------------------------------------------------------------- table helpers
+def MS(v: float) -> str:  # noqa: N802 - a format, like MB
+    return f"{v:.1f}" if v >= 100 else f"{v:.2f}" if v >= 1 else f"{v:.3f}"
+
+
+def RATIO(v: float) -> str:  # noqa: N802
+    return f"{v:.2f}x" if v < 10 else f"{v:.0f}x"
+
+
 class Results:
-    """Records of one suite, indexed by (part, group, row, x); the last record of a key wins (--resume)."""
+    """A suite's records by config key (the last record of a key wins: --resume)."""
 
-    def __init__(self, records: Iterable[Record]):
-        self.records = list(records)
-        self.by_key: dict[tuple, Record] = {}
-        for r in self.records:
-            self.by_key[(r["part"], r["group"], r["row"], r["x"])] = r
+    def __init__(self, records: list[Record]):
+        self.by_key = {key_id(r["key"]): r for r in records}
 
-    def get(self, part: str, group: str, row: str, x: Any) -> Record | None:
-        return self.by_key.get((part, group, row, x))
-
-    def ok(self, part: str, group: str, row: str, x: Any) -> Record | None:
-        r = self.get(part, group, row, x)
+    def ok(self, key: dict[str, Any]) -> Record | None:
+        r = self.by_key.get(key_id(key))
         return r if r is not None and r["status"] == "ok" else None
 
-    def groups(self, part: str) -> list[str]:
-        return list(dict.fromkeys(r["group"] for r in self.records if r["part"] == part))
+    def tables(self, part: str) -> list[list[Record]]:
+        """The records of `part`, one list per table, in the order they first appear."""
+        groups: dict[tuple, list[Record]] = {}
+        for r in self.by_key.values():
+            if r["key"]["part"] == part:
+                groups.setdefault(group_of(r["key"]), []).append(r)
+        return list(groups.values())
 
-    def rows(self, part: str, group: str) -> list[str]:
-        return list(dict.fromkeys(r["row"] for r in self.records if r["part"] == part and r["group"] == group))
+    def ratio(self, r: Record, base_row: dict[str, Any], metric: str = "median_ms", inverse: bool = False):
+        """`r[metric]` over the baseline's: the config `base_row` in r's table and column (`inverse`: the other way)."""
+        b = self.ok(with_row(r["key"], base_row))
+        if b is None or not b.get(metric) or not r.get(metric):
+            return None
+        return b[metric] / r[metric] if inverse else r[metric] / b[metric]
 
-    def xs(self, part: str, group: str) -> list[Any]:
-        xs = {r["x"] for r in self.records if r["part"] == part and r["group"] == group}
-        return sorted(xs, key=lambda x: (x is None, x if x is not None else 0))
+    def quotient(self, a: dict[str, Any], b: dict[str, Any], metric: str = "median_ms") -> float | None:
+        """Config `a`'s metric over config `b`'s (full keys: for targets)."""
+        ra, rb = self.ok(a), self.ok(b)
+        return ra[metric] / rb[metric] if ra and rb and rb.get(metric) else None
 
 
 def md_table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(lines)
-
-
-def fmt_ms(v: float) -> str:
-    return f"{v:.1f}" if v >= 100 else f"{v:.2f}" if v >= 1 else f"{v:.3f}"
-
-
-def fmt_ratio(v: float) -> str:
-    return f"{v:.2f}x" if v < 10 else f"{v:.0f}x"
-
-
-def fmt_mb(v: float) -> str:
-    return f"{v:.0f}" if v >= 10 else f"{v:.1f}"
-
-
-def _cell(res: Results, part: str, group: str, row: str, x: Any, value: Callable[[Record], float | None],
-          fmt: Callable[[float], str]) -> str:
-    r = res.get(part, group, row, x)
-    if r is None:
-        return "–"
-    if r["status"] != "ok":
-        return STATUS_CELL.get(r["status"], r["status"])
-    v = value(r)
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "–"
-    return fmt(v) + (DISTURBED if disturbed(r) else "")
-
-
-DISTURBED = "†"
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
 
 
 def disturbed(r: Record) -> bool:
@@ -86,318 +75,233 @@ def disturbed(r: Record) -> bool:
     return (r.get("other_cpus") or 0.0) > BUSY_OTHER_CPUS
 
 
-def interference_line(records: list[Record]) -> str:
-    vals = [r["other_cpus"] for r in records if r.get("other_cpus") is not None]
-    if not vals:
-        return "Interference by other processes: not measured (no /proc/stat)."
-    n = sum(1 for r in records if disturbed(r))
-    return (f"Interference: other processes used {sum(vals) / len(vals):.2f} CPUs on average (max {max(vals):.2f}) "
-            f"while the configs ran; {n} of {len(records)} configs ran while they used more than "
-            f"{BUSY_OTHER_CPUS} CPU, marked {DISTURBED} (`other_cpus` in the JSON).")
+def cell(r: Record | None, value: Value, fmt: Callable[[float], str]) -> str:
+    """A number, or why there is none."""
+    if r is None:
+        return "–"
+    if r["status"] != "ok":
+        return STATUS_CELL.get(r["status"], r["status"])
+    v = value(r)
+    return "–" if v is None else fmt(v) + (DISTURBED if disturbed(r) else "")
 
 
-def pivot(res: Results, part: str, group: str, x_name: str, value: Callable[[Record], float | None],
-          fmt: Callable[[float], str], rows: list[str] | None = None) -> str:
-    """Rows x lengths table of `value(record)`."""
-    xs = res.xs(part, group)
-    rows = rows if rows is not None else res.rows(part, group)
-    body = [[row] + [_cell(res, part, group, row, x, value, fmt) for x in xs] for row in rows]
-    return md_table([""] + [f"{x_name}={x}" for x in xs], body)
+def pivot(recs: list[Record], value: Value, fmt: Callable[[float], str], keep: Callable[[Record], bool] = bool) -> str:
+    """Rows x lengths table of `value(record)` over one table's records (rows: the records `keep` keeps)."""
+    xs = sorted({x_of(r["key"]) for r in recs})
+    rows: dict[str, dict[Any, Record]] = {}
+    for r in filter(keep, recs):
+        rows.setdefault(key_id(row_of(r["key"])), {})[x_of(r["key"])] = r
+    body = [[label(next(iter(row.values()))["key"])] + [cell(row.get(x), value, fmt) for x in xs]
+            for row in rows.values()]
+    return md_table([""] + [f"{TABLES[recs[0]['key']['part']][1]}={x}" for x in xs], body)
 
 
-def ratio_to(res: Results, baseline: Callable[[Record], str | None], metric: str = "median_ms"):
-    """value(record) / value(baseline row at the same part, group and x); None where the baseline has no number."""
-
-    def value(r: Record) -> float | None:
-        name = baseline(r)
-        b = res.ok(r["part"], r["group"], name, r["x"]) if name else None
-        if b is None or not b.get(metric):
-            return None
-        return r[metric] / b[metric]
-
-    return value
+def failed_row(r: Record, n: int) -> list[str]:
+    return [label(r["key"])] + [STATUS_CELL.get(r["status"], r["status"])] * n
 
 
-def inverse_ratio_to(res: Results, baseline: Callable[[Record], str | None], metric: str = "median_ms"):
-    """value(baseline) / value(record): a speed-up ("how many times faster than the baseline")."""
-    forward = ratio_to(res, baseline, metric)
-
-    def value(r: Record) -> float | None:
-        v = forward(r)
-        return None if not v else 1.0 / v
-
-    return value
+def row_label(r: Record) -> str:
+    return label(r["key"]) + (DISTURBED if disturbed(r) else "")
 
 
-def metric(name: str) -> Callable[[Record], float | None]:
-    return lambda r: r.get(name)
+def sizes(recs: list[Record], *names: str) -> str:
+    """`batch 64, d 128, layers 3` as measured, so quick runs are labelled right."""
+    return ", ".join(f"{n.replace('n_layers', 'layers')} {recs[0]['params'][n]}" for n in names)
 
 
-def sizes(res: Results, part: str, keys: tuple[str, ...] = ("batch", "d", "n_layers")) -> str:
-    """`batch 64, d 128, layers 3` as measured (the first record of `part`), so quick runs are labelled right."""
-    p = next((r["params"] for r in res.records if r["part"] == part), {})
-    names = {"batch": "batch {}", "d": "d {}", "n_layers": "layers {}"}
-    return ", ".join(names[k].format(p[k]) for k in keys if k in p)
-
-
-# --------------------------------------------------------------------------------------------------- targets
-class Targets:
-    """Checks of the issue's targets against what was measured; 'not measured' where a number is missing."""
-
-    def __init__(self) -> None:
-        self.lines: list[str] = []
+class Targets(list):
+    """The issue's targets against what was measured, one line each; 'not measured' where a number is missing."""
 
     def check(self, what: str, value: float | None, op: str, limit: float, unit: str = "x") -> None:
+        target = f"target {op} {limit:g}{'x' if unit == 'x' else ' ' + unit}"
         if value is None:
-            self.lines.append(f"- {what}: not measured (target {op} {limit:g}{unit})")
+            self.append(f"- {what}: not measured ({target})")
             return
+        shown = f"{value:.2f}x" if unit == "x" else f"{value:.0f} {unit}"
         met = value <= limit if op == "<=" else value >= limit
-        shown = f"{value:.2f}{unit}" if unit == "x" else f"{value:.0f} {unit}"
-        self.lines.append(f"- {what}: {shown} (target {op} {limit:g}{'x' if unit == 'x' else ' ' + unit}): "
-                          f"{'met' if met else 'MISSED'}")
-
-    def markdown(self) -> str:
-        return "\n".join(self.lines) if self.lines else "(no target applies to what was measured)"
+        self.append(f"- {what}: {shown} ({target}): {'met' if met else 'MISSED'}")
 
 
-def _ratio(res: Results, part: str, group: str, row: str, base: str, x: Any, key: str = "median_ms") -> float | None:
-    a, b = res.ok(part, group, row, x), res.ok(part, group, base, x)
-    return a[key] / b[key] if a and b and b.get(key) else None
-
-
-# ------------------------------------------------------------------------------------------------ suite: train
-def _loop_row(r: Record) -> str | None:
-    family = r["params"].get("family")
-    if not family or r["params"].get("impl") == "loop":
-        return None
-    return f"{DISPLAY[family]} (per-step loop)"
-
-
-def train_sections(res: Results, device: str) -> tuple[list[str], Targets]:
+# ------------------------------------------------------------------------------------------------------ suites
+def train_sections(res: Results, device: str, t: Targets) -> list[str]:
     out: list[str] = []
-    gru = "nn.GRU (cuDNN)" if device == "cuda" else "nn.GRU"
-    lstm = "nn.LSTM (cuDNN)" if device == "cuda" else "nn.LSTM"
-    if res.rows("layer", ""):
-        out.append("## One layer, training step (forward + masked MSE + backward)\n\n"
-                   "`make_backbone(name, d, 1, ff_mult=0)` (pre-norm residual block + final norm) vs torch's "
-                   f"`nn.GRU`/`nn.LSTM` (d -> d), {sizes(res, 'layer')}; input requires grad. The Transformer "
-                   "layer attends over a sliding band (its window is in the row name). Median milliseconds per step:")
-        out.append(pivot(res, "layer", "", "T", metric("median_ms"), fmt_ms))
-        layer_rows = res.rows("layer", "")
-        for base in (gru, lstm):
-            if base in layer_rows:
-                out.append(f"Time relative to {base} at the same T (lower is better; 0.50x = twice as fast):")
-                out.append(pivot(res, "layer", "", "T", ratio_to(res, lambda r, b=base: b), fmt_ratio))
-        loop_rows = [row for row in res.rows("layer", "") if any(
-            _loop_row(r) for r in res.records if r["part"] == "layer" and r["row"] == row)]
-        if loop_rows:
-            out.append("Speed-up over the same cell stepped token by token with backpropagation through time "
-                       "(per-step loop time / time; the paper's sequential baseline, same weights):")
-            out.append(pivot(res, "layer", "", "T", inverse_ratio_to(res, _loop_row), fmt_ratio, rows=loop_rows))
-        out.append("Peak memory of the step, MB above the process's resident size after setup (torch, the layer and "
-                   "its inputs; absolute peaks are in the JSON):")
-        out.append(pivot(res, "layer", "", "T", metric("working_mb"), fmt_mb))
-        if gru in layer_rows:
-            out.append(f"Memory relative to {gru}:")
-            out.append(pivot(res, "layer", "", "T", ratio_to(res, lambda r: gru, "working_mb"), fmt_ratio))
-    for group in res.groups("model"):
-        out.append(f"## Full DecisionModel, training step, {group}\n\n"
-                   f"{sizes(res, 'model')}, feed-forward 4d, dropout 0, Hopper-sized inputs; T in timesteps "
-                   "(tokens = 3T interleaved, T fused). The Transformer attends over a band of 20 timesteps "
-                   "(DT's K = 20: its whole context at T = 20). Median milliseconds per step:")
-        out.append(pivot(res, "model", group, "T", metric("median_ms"), fmt_ms))
-        if "Transformer" in res.rows("model", group):
-            out.append("Time relative to the Transformer, same layout and T:")
-            out.append(pivot(res, "model", group, "T", ratio_to(res, lambda r: "Transformer"), fmt_ratio))
-        out.append("Peak memory, MB above the resident size after setup:")
-        out.append(pivot(res, "model", group, "T", metric("working_mb"), fmt_mb))
+    for recs in res.tables("layer"):
+        bases = [b for b in LAYER_BASELINES if any(r["key"]["model"] == b["model"] for r in recs)]
+        out += [f"## One layer, training step (forward + masked MSE + backward)\n\n`make_backbone(name, d, 1, "
+                f"ff_mult=0)` vs torch's {' / '.join(b['model'] for b in bases)} (d -> d), "
+                f"{sizes(recs, 'batch', 'd')}, "
+                f"input requires grad; Transformer window {recs[0]['params']['options']['window']} tokens. `impl=auto` "
+                "is the layer as built, `impl=X` forces scan X, `impl=loop` steps it token by token through `step` "
+                "(backpropagation through time: the paper's sequential baseline). Median milliseconds per step:",
+                pivot(recs, lambda r: r["median_ms"], MS)]
+        for b in bases:
+            out += [f"Time relative to {b['model']} at the same T (lower is better; 0.50x = twice as fast):",
+                    pivot(recs, lambda r, b=b: res.ratio(r, b), RATIO)]
+        out += ["Speed-up over the same layer stepped token by token (`impl=loop` time / time, same weights):",
+                pivot(recs, lambda r: res.ratio(r, {**row_of(r["key"]), "impl": "loop"}, inverse=True), RATIO,
+                      keep=lambda r: r["key"]["impl"] != "loop" and "loop" in layer_impls(r["key"]["model"])),
+                "Peak memory of the step, MB above the resident size after setup (absolute peaks: the JSON):",
+                pivot(recs, lambda r: r["working_mb"], MB)]
+        if bases:
+            out += [f"Memory relative to {bases[0]['model']}:",
+                    pivot(recs, lambda r: res.ratio(r, bases[0], "working_mb"), RATIO)]
+    for recs in res.tables("model"):
+        out += [f"## Full DecisionModel, training step, {group_label(recs[0]['key'])}\n\n"
+                f"{sizes(recs, 'batch', 'd', 'n_layers')}, feed-forward 4d, dropout 0, Hopper-sized inputs; T in "
+                "timesteps (tokens = 3T interleaved, T fused); the Transformer attends over a band of "
+                f"{recs[0]['params']['window_steps']} timesteps (DT's K). Median milliseconds per step:",
+                pivot(recs, lambda r: r["median_ms"], MS),
+                f"Time relative to the {label(with_row(recs[0]['key'], MODEL_BASELINE))}, same layout and T:",
+                pivot(recs, lambda r: res.ratio(r, MODEL_BASELINE), RATIO),
+                "Peak memory, MB above the resident size after setup:", pivot(recs, lambda r: r["working_mb"], MB)]
 
-    targets = Targets()
-    impl = default_impl(device)
-    mingru, minlstm = f"minGRU (scan {impl})", f"minLSTM (scan {impl})"
+    def layer(model: str, length: int, impl: str = "auto") -> dict[str, Any]:
+        return {"part": "layer", "model": model, "impl": impl, "T": length}
+
     if device == "cpu":
-        targets.check(f"one layer, {mingru} / nn.GRU at T=512", _ratio(res, "layer", "", mingru, gru, 512), "<=", 0.5)
-        targets.check(f"one layer, {mingru} / nn.GRU at T=4096", _ratio(res, "layer", "", mingru, gru, 4096), "<=",
-                      0.6)
-        for x in (512, 4096):
-            targets.check(f"one layer, {minlstm} / nn.LSTM at T={x}", _ratio(res, "layer", "", minlstm, lstm, x),
-                          "<=", 0.6)
-        targets.check(f"peak memory, {mingru} / nn.GRU at T=4096",
-                      _ratio(res, "layer", "", mingru, gru, 4096, "working_mb"), "<=", 1.0)
-        for group in res.groups("model") or ["fused layout", "interleaved layout"]:
-            targets.check(f"DecisionModel ({group}), minGRU / Transformer at K=20",
-                          _ratio(res, "model", group, "minGRU", "Transformer", 20), "<=", 0.5)
+        for length, limit in ((512, 0.5), (4096, 0.6)):
+            t.check(f"one layer, minGRU / nn.GRU at T={length}",
+                    res.quotient(layer(SUBJECT, length), layer("nn.GRU", length)), "<=", limit)
+        for length in (512, 4096):
+            t.check(f"one layer, minLSTM / nn.LSTM at T={length}",
+                    res.quotient(layer("minlstm", length), layer("nn.LSTM", length)), "<=", 0.6)
+        t.check("peak memory, minGRU / nn.GRU at T=4096",
+                res.quotient(layer(SUBJECT, 4096), layer("nn.GRU", 4096), "working_mb"), "<=", 1.0)
+        for lay in LAYOUTS:
+            key = {"part": "model", "layout": lay, "model": SUBJECT, "T": 20}
+            t.check(f"DecisionModel ({lay} layout), minGRU / Transformer at K=20",
+                    res.quotient(key, with_row(key, MODEL_BASELINE)), "<=", 0.5)
     else:
-        loop = _ratio(res, "layer", "", "minGRU (per-step loop)", mingru, 4096)
-        targets.check(f"one layer on GPU, per-step loop / {mingru} at T=4096", loop, ">=", 100)
-        mamba = f"Mamba (scan {impl})"
-        targets.check(f"one layer on GPU, {mingru} / {mamba} at T=4096", _ratio(res, "layer", "", mingru, mamba, 4096),
-                      "<=", 1.2)
-    return out, targets
+        t.check("one layer on GPU, per-step loop / minGRU at T=4096",
+                res.quotient(layer(SUBJECT, 4096, "loop"), layer(SUBJECT, 4096)), ">=", 100)
+        t.check("one layer on GPU, minGRU / Mamba at T=4096",
+                res.quotient(layer(SUBJECT, 4096), layer("mamba", 4096)), "<=", 1.2)
+    return out
 
 
-# ------------------------------------------------------------------------------------------------- suite: scan
-SCAN_ENTRIES = {
-    "scan_log": "positive recurrence from log a, log b (what the log implementation gets from minGRU/minLSTM; the "
-                "others exponentiate first)",
-    "scan": "values a in (0, 1), b of any sign (S4D/Mamba; the log implementation runs two log-space scans)",
-    "gated_scan": "the minGRU recurrence from gate logits and candidates, gates included (the path the layers take)",
-}
+def scan_sections(res: Results, device: str, t: Targets) -> list[str]:
+    base = {"impl": resolve_impl("auto", torch.device(device))}
+    return [x for recs in res.tables("scan") for x in (
+        f"## `{recs[0]['key']['entry']}` forward + backward, {sizes(recs, 'batch', 'd')}\n\nMedian milliseconds:",
+        pivot(recs, lambda r: r["median_ms"], MS), "Nanoseconds per element (batch x T x d):",
+        pivot(recs, lambda r: 1e6 * r["median_ms"] / r["info"]["elements"], lambda v: f"{v:.2f}"),
+        f"Time relative to `scan {base['impl']}` (the default on {device}):",
+        pivot(recs, lambda r: res.ratio(r, base), RATIO))]
 
 
-def scan_sections(res: Results, device: str) -> tuple[list[str], Targets]:
-    out = []
-    base = f"scan {default_impl(device)}"
-    for entry in res.groups("scan"):
-        out.append(f"## `{entry}` forward + backward, {sizes(res, 'scan')}\n\n{SCAN_ENTRIES.get(entry, '')}. "
-                   "Median milliseconds:")
-        out.append(pivot(res, "scan", entry, "T", metric("median_ms"), fmt_ms))
-        out.append("Nanoseconds per element (batch x T x d):")
-        out.append(pivot(res, "scan", entry, "T",
-                         lambda r: 1e6 * r["median_ms"] / r["info"]["elements"] if r.get("info") else None,
-                         lambda v: f"{v:.2f}"))
-        if base in res.rows("scan", entry):
-            out.append(f"Time relative to `{base}`:")
-            out.append(pivot(res, "scan", entry, "T", ratio_to(res, lambda r: base), fmt_ratio))
-    return out, Targets()
+def flatness(r: Record) -> float | None:
+    """Slowest / fastest cost per call at t >= 10 (1.0x = flat along the episode)."""
+    vals = [v for k, v in r["us_per_call_at"].items() if int(k) >= 10]
+    return max(vals) / min(vals) if len(vals) >= 2 else None
 
 
-# -------------------------------------------------------------------------------------------------- suite: act
-def _window_row(rows: list[str]) -> str | None:
-    return next((r for r in rows if r.startswith("Transformer (re-encode")), None)
-
-
-def act_sections(res: Results, device: str) -> tuple[list[str], Targets]:
-    size = sizes(res, "act", ("d", "n_layers"))
-    out = ["## Cost per action along an episode\n\n`Policy.act` + `Policy.observe` per environment step, all policy "
-           f"work included (normalisation, embeddings, backbone, head, numpy round trip); {size}, "
-           "random weights and observations. Microseconds per call (one call acts for the whole batch), median over "
-           "the 10 steps ending at t, over every timed episode; `flat` = slowest / fastest of t = 10, 100, 1000; the "
-           "last column = the window re-encoding's cost / this row's (how many times cheaper). The Transformer's "
-           "cache and window span K = 20 timesteps (60 tokens interleaved, 20 fused)."]
-    targets = Targets()
-    for group in res.groups("act"):
-        rows = res.rows("act", group)
-        window = _window_row(rows)
-        checkpoints = sorted({int(t) for r in res.records if r["part"] == "act" and r["group"] == group
-                              and r["status"] == "ok" for t in r["us_per_call_at"]})
+def act_sections(res: Results, device: str, t: Targets) -> list[str]:
+    tables = res.tables("act")
+    out = ["## Cost per action along an episode\n\n`act` + `observe` per environment step, all the policy's work "
+           f"(normalisation, embeddings, backbone, head, numpy round trip); {sizes(tables[0], 'd', 'n_layers')}, "
+           "random weights and observations. `rollout=recurrent` carries the backbone's state, `rollout=window` "
+           f"re-encodes the last K={tables[0][0]['params']['context_len']} steps (DT's protocol); `runtime`: the torch "
+           "`Policy`, the same through `torch.compile`, or exported to ONNX and acting under onnxruntime "
+           "(`OnnxPolicy`). Microseconds per call (one call acts for the whole batch), median over the 10 steps ending "
+           "at t over every timed episode; `flat` = slowest / fastest of t >= 10; `window / this` = how many times "
+           "cheaper than re-encoding the window."]
+    for recs in tables:
+        steps = sorted({int(k) for r in recs if r["status"] == "ok" for k in r["us_per_call_at"]})
         body = []
-        for row in rows:
-            r = res.get("act", group, row, None)
-            if r is None or r["status"] != "ok":
-                body.append([row] + [STATUS_CELL.get(r["status"], "–") if r else "–"] * (len(checkpoints) + 3))
+        for r in recs:
+            if r["status"] != "ok":
+                body.append(failed_row(r, len(steps) + 3))
                 continue
-            at = r["us_per_call_at"]
-            flat_vals = [at[str(t)] for t in checkpoints if t >= 10]
-            flat = max(flat_vals) / min(flat_vals) if len(flat_vals) >= 2 else None
-            w = res.ok("act", group, window, None) if window else None
-            cheaper = w["us_per_call"] / r["us_per_call"] if w else None
-            body.append([row + (DISTURBED if disturbed(r) else "")] + [f"{at[str(t)]:.0f}" for t in checkpoints]
-                        + [f"{r['us_per_action']:.1f}", "–" if flat is None else fmt_ratio(flat),
-                           "–" if cheaper is None else fmt_ratio(cheaper)])
-        header = [group] + [f"t={t}" for t in checkpoints] + ["us per action (all t)", "flat", "window / this"]
-        out.append(f"### {group}\n\n" + md_table(header, body))
-        batch1 = group.endswith("batch 1")
-        if batch1 and window:
-            layout = group.split(" ")[0]
-            limit_us, limit_x = (100, 8) if layout == "fused" else (300, 3)
-            m = res.ok("act", group, "minGRU (carried state)", None)
-            w = res.ok("act", group, window, None)
-            for row, suffix in (("minGRU (carried state)", ""), (COMPILED_ROW, " (torch.compile)")):
-                r = res.ok("act", group, row, None)
-                if r is None and suffix:
-                    continue  # the compiled row is optional (older result files)
-                targets.check(f"{layout} layout, batch 1, minGRU{suffix} us per action",
-                              r["us_per_call"] if r else None, "<=", limit_us, unit="us")
-                targets.check(f"{layout} layout, batch 1, Transformer window re-encoding / minGRU{suffix}",
-                              w["us_per_call"] / r["us_per_call"] if r and w else None, ">=", limit_x)
-            if m:
-                vals = [m["us_per_call_at"][k] for k in m["us_per_call_at"] if int(k) >= 10]
-                targets.check(f"{layout} layout, batch 1, minGRU flat in t (slowest/fastest of t=10..1000)",
-                              max(vals) / min(vals) if len(vals) >= 2 else None, "<=", 1.25)
-    return out, targets
+            flat, cheaper = flatness(r), res.ratio(r, WINDOW_BASELINE, "us_per_call", inverse=True)
+            body.append([row_label(r), *(f"{r['us_per_call_at'][str(s)]:.0f}" for s in steps),
+                         f"{r['us_per_action']:.1f}", "–" if flat is None else RATIO(flat),
+                         "–" if cheaper is None else RATIO(cheaper)])
+        title = group_label(recs[0]["key"])
+        out.append(f"### {title}\n\n" + md_table([title, *(f"t={s}" for s in steps), "us per action (all t)", "flat",
+                                                  "window / this"], body))
+    for lay, (limit_us, limit_x) in ACT_TARGETS.items():
+        for runtime in RUNTIMES:
+            key = {"part": "act", "layout": lay, "batch": 1, "model": SUBJECT, "rollout": "recurrent",
+                   "runtime": runtime}
+            r = res.ok(key)
+            t.check(f"{lay} layout, batch 1, minGRU ({runtime}) us per action", r and r["us_per_call"], "<=", limit_us,
+                    unit="us")
+            t.check(f"{lay} layout, batch 1, Transformer window re-encoding / minGRU ({runtime})",
+                    res.quotient(with_row(key, WINDOW_BASELINE), key, "us_per_call"), ">=", limit_x)
+            if runtime == "torch":
+                t.check(f"{lay} layout, batch 1, minGRU flat in t (slowest/fastest of t >= 10)", r and flatness(r),
+                        "<=", 1.25)
+    return out
 
 
-# ------------------------------------------------------------------------------------------------- suite: eval
-def eval_sections(res: Results, device: str) -> tuple[list[str], Targets]:
-    rows = res.rows("eval", "")
-    zero = next((r for r in rows if r.startswith("zero actions")), None)
-    z = res.ok("eval", "", zero, None) if zero else None
+def eval_sections(res: Results, device: str, t: Targets) -> list[str]:
+    recs = (res.tables("eval") or [[]])[0]
     body = []
-    targets = Targets()
-    for row in rows:
-        r = res.get("eval", "", row, None)
-        if r is None or r["status"] != "ok":
-            body.append([row] + [STATUS_CELL.get(r["status"], "–") if r else "–"] * 6)
+    for r in recs:
+        if r["status"] != "ok":
+            body.append(failed_row(r, 6))
             continue
-        vs_zero = r["us_per_env_step"] / z["us_per_env_step"] if z else None
-        pos = r.get("policy_over_sim")
-        body.append([row + (DISTURBED if disturbed(r) else ""), f"{r['us_per_env_step']:.1f}",
-                     f"{r['policy_us_per_env_step']:.1f}",
-                     f"{r['sim_us_per_env_step']:.1f}", "–" if pos is None else f"{pos:.2f}",
-                     "–" if vs_zero is None else fmt_ratio(vs_zero),
-                     str(int(sorted(r["episodes_done"])[len(r["episodes_done"]) // 2]))])
-        if row.startswith("minGRU"):
-            targets.check(f"evaluation, {row}: policy time / simulation time", pos, "<=", 0.5)
-    first = next((r for r in res.records if r["part"] == "eval"), None)
-    p = first["params"] if first else {}
-    intro = (f"## Evaluation throughput\n\n{p.get('env_steps', '?')} environment steps on {p.get('num_envs', '?')} "
-             f"{p.get('env_id', '?')} envs (the evaluator's sync vector env, same-step autoreset), driven by "
-             "`Policy.act`/`observe` on random (untrained) weights, or by all-zero actions for the simulation-only "
-             "run (and by uniform random actions: the simulation under actions that move the robot). Microseconds "
-             "per environment step (wall time of the loop / env steps), its split into policy and simulation, and "
-             "the loop time relative to the zero-action run (the policy's overhead, plus whatever the actions change "
-             "in the simulation: compare the simulation column). Episode lengths differ between policies (random "
-             "weights fall over at different times), so resets differ: the last column counts finished episodes. "
-             "The target is checked on policy time / simulation time of the same run.")
-    header = ["policy", "us per env step", "policy us", "simulation us", "policy / simulation", "time / zero actions",
-              "episodes finished"]
-    return [intro, md_table(header, body)], targets
+        vs_zero = res.ratio(r, ZERO_BASELINE, "us_per_env_step")
+        body.append([row_label(r), *(f"{r[k]:.1f}" for k in ("us_per_env_step", "policy_us_per_env_step",
+                                                             "sim_us_per_env_step")),
+                     f"{r['policy_over_sim']:.2f}", "–" if vs_zero is None else RATIO(vs_zero),
+                     str(sorted(r["episodes_done"])[len(r["episodes_done"]) // 2])])
+        if r["key"].get("model") == SUBJECT and r["key"]["rollout"] == "recurrent":
+            t.check(f"evaluation, {label(r['key'])}: policy time / simulation time", r["policy_over_sim"], "<=", 0.5)
+    p = recs[0]["params"] if recs else {}
+    return [f"## Evaluation throughput\n\n{p.get('env_steps')} environment steps on {p.get('num_envs')} Hopper envs "
+            "(the evaluator's sync vector env and rollout loop, same-step autoreset), driven by a policy on random "
+            "weights, or by zero / uniform random actions (`policy=zeros|random`: the simulation alone). "
+            "Microseconds per environment step (loop wall time / env steps), split into policy and simulation, and "
+            "the loop time relative to zero actions. Episode lengths differ between policies, so resets differ: the "
+            "last column counts finished episodes. The target is policy time / simulation time of the same run.",
+            md_table(["policy", "us per env step", "policy us", "simulation us", "policy / simulation",
+                      "time / zero actions", "episodes finished"], body)]
 
 
 SECTIONS = {"train": train_sections, "scan": scan_sections, "act": act_sections, "eval": eval_sections}
 
 
-# ---------------------------------------------------------------------------------------------------- document
 def render_markdown(doc: dict[str, Any]) -> str:
-    res = Results(doc["results"])
-    device = doc["options"]["device"]
-    sections, targets = SECTIONS[doc["suite"]](res, device)
-    parts = [f"# Benchmark `{doc['suite']}`" + (" (quick)" if doc["options"].get("quick") else ""),
-             f"Command: `{doc['command']}`",
-             f"Machine: {summary_line(doc['machine'])}",
-             f"Each config ran in its own subprocess (torch threads {doc['options']['threads']}, time cap per config, "
-             f"memory cap {doc['options']['mem_cap_mb']:.0f} MB); times are medians over the timed repeats after a "
-             f"warm-up (the repeat counts are in the JSON).",
-             interference_line([r for r in doc["results"] if not r.get("inferred")]),
-             *([w] if (w := busy_warning(doc["machine"].get("other_cpus_before"), doc["options"]["threads"]))
-               else []),
-             *sections,
-             "## Targets\n\n" + ("(not checked: --quick measures tiny sizes)" if doc["options"].get("quick")
-                                   else targets.markdown())]
-    missing = [r for r in doc["results"] if r["status"] != "ok"]
-    if missing:
-        lines = [f"- {r['part']} / {r['group'] + ' / ' if r['group'] else ''}{r['row']}"
-                 + (f" x={r['x']}" if r.get("x") is not None else "") + f": {r['status']}: {r.get('reason', '')}"
-                 for r in missing]
-        parts.append("## Configs without a number\n\n" + "\n".join(lines))
-    if doc.get("plot_note"):
-        parts.append(doc["plot_note"])
-    if doc.get("interrupted"):
-        parts.append("**The sweep was interrupted: the tables hold what was measured before.**")
+    """The suite's document: how it was run, the tables, the targets, and every config without a number."""
+    res, opts, targets = Results(doc["results"]), doc["options"], Targets()
+    records = list(res.by_key.values())
+    sections = SECTIONS[doc["suite"]](res, opts["device"], targets) if records else []
+    load = [r["other_cpus"] for r in records if r.get("other_cpus") is not None] or [0.0]
+
+    def where(r: Record) -> str:
+        x = x_of(r["key"])
+        return f"{label(r['key'])} ({group_label(r['key']) or r['key']['part']}" + (
+            "" if x is None else f", {TABLES[r['key']['part']][1]}={x}") + ")"
+
+    parts = [f"# Benchmark `{doc['suite']}`" + (" (quick)" if opts.get("quick") else ""),
+             f"Command: `{doc['command']}`", f"Machine: {summary_line(doc['machine'])}",
+             f"Each config ran in its own process (torch threads {opts['threads']}, time cap {opts['time_cap_s']:g} s, "
+             f"memory cap {opts['mem_cap_mb']:.0f} MB); times are medians over the timed repeats after a warm-up "
+             "(every repeat is in the JSON).",
+             f"Interference: other processes used {sum(load) / len(load):.2f} CPUs on average (max {max(load):.2f}) "
+             f"while the configs ran; {sum(map(disturbed, records))} of {len(records)} configs ran while they used "
+             f"more than {BUSY_OTHER_CPUS} CPU, marked {DISTURBED} (`other_cpus` in the JSON).",
+             *filter(None, [busy_warning(doc["machine"].get("other_cpus_before"), opts["threads"])]), *sections,
+             "## Targets\n\n" + ("(not checked: --quick measures tiny sizes)" if opts.get("quick")
+                                   else "\n".join(targets) or "(none applies to what was measured)")]
+    missing = [f"- {where(r)}: {r['status']}: {r.get('reason', '')}" for r in records if r["status"] != "ok"]
+    warned = [f"- {where(r)}: {'; '.join(r['warnings'])}" for r in records if r.get("warnings")]
+    parts += [f"## {title}\n\n" + "\n".join(lines) for title, lines in (
+        ("Configs without a number", missing), ("Warnings raised while measuring", warned)) if lines]
+    parts += [note for note in (doc.get("plot_note"), doc.get("interrupted") and "**The sweep was interrupted: the "
+                                "tables hold what was measured before.**") if note]
     return "\n\n".join(parts) + "\n"
 
 
 def write_report(doc: dict[str, Any], out_dir: Path, stem: str) -> dict[str, Path | None]:
-    """Write `<stem>.md` and `<stem>.png` next to the JSON; returns their paths (plot None without matplotlib)."""
+    """`<stem>.md` and `<stem>.png` next to the JSON (no plot without matplotlib: the tables say so)."""
     from .plots import plot_suite
 
-    md = out_dir / f"{stem}.md"
     png: Path | None = out_dir / f"{stem}.png"
     try:
         plot_suite(doc, png)
     except ImportError as e:  # matplotlib is in the `bench` extra; the tables do not need it
-        png = None
-        doc = dict(doc, plot_note=f"No plot: {e} (pip install 'decision_minrnn[bench]').")
-    md.write_text(render_markdown(doc))
-    return {"markdown": md, "plot": png}
+        png, doc = None, dict(doc, plot_note=f"No plot: {e} (pip install 'decision_minrnn[bench]').")
+    (out_dir / f"{stem}.md").write_text(render_markdown(doc))
+    return {"markdown": out_dir / f"{stem}.md", "plot": png}

@@ -1,28 +1,36 @@
-"""What each suite runs: the list of config specs (one subprocess each), full size or `--quick`.
+"""What each suite measures, full size or `--quick`: JSON-able specs whose `key` says what the config is (part, model,
+impl, T, layout, batch, rollout, runtime, ...), `params` the sizes shared by a table, the rest how to measure it.
 
-A spec is a JSON-able dict: where it goes in the report (`suite`, `part`, `group`, `row`, `x`), what to build
-(`workload`, `params`) and how to measure it (`device`, `threads`, repeats, time budget, caps). Specs are ordered by
-`x` (sequence length) first, so an interrupted sweep still holds complete comparisons at the shorter lengths.
+Results, baselines and targets are found by keys; labels are for display only. Models come from the backbone
+registry, so a new backbone is measured without touching this file; `scans_over_time` picks the scan sweep.
 """
 
 from __future__ import annotations
 
-import copy
+import json
 from dataclasses import dataclass
 from typing import Any
 
-SUITES = ("train", "act", "eval", "scan")
+from ..nn.backbones import BACKBONES, backbone_class, scans_over_time
+from ..nn.model import LAYOUTS
+from ..nn.scan import SCAN_IMPLS
+from .workloads import TORCH_RNNS
 
-TRAIN_T = (64, 256, 512, 1024, 2048, 4096)
-MODEL_T = (20, 64, 256, 1000)  # timesteps; 20 = Decision Transformer's K, 1000 = a whole episode
-SCAN_T = TRAIN_T
-QUICK_T = (16,)
-QUICK_MODEL_T = (4,)
-TRANSFORMER_LAYER_WINDOW = 64  # tokens: the one-layer Transformer attends over a 64-token band
-ACT_STEPS = 1000
-ACT_BATCHES = (1, 16)
-LAYOUTS = ("fused", "interleaved")
-DISPLAY = {"mingru": "minGRU", "minlstm": "minLSTM", "transformer": "Transformer", "s4": "S4D", "mamba": "Mamba"}
+SUITES = ("train", "act", "eval", "scan")
+# part -> (keys that split it into tables, the key along the columns); the other keys of a config name its row
+TABLES: dict[str, tuple[tuple[str, ...], str | None]] = {
+    "layer": ((), "T"), "model": (("layout",), "T"), "act": (("layout", "batch"), None), "eval": ((), None),
+    "scan": (("entry",), "T")}
+SUBJECT = "mingru"  # the backbone the paper's claims (and the targets) are about
+RUNTIMES = ("torch", "torch.compile", "onnxruntime")  # how the subject's policy acts, side by side
+# Baselines, as the row keys of the config each ratio is taken against (in the same table and column)
+LAYER_BASELINES = tuple({"model": m, "impl": "auto"} for m in TORCH_RNNS)  # time (and memory) against torch's RNNs
+MODEL_BASELINE = {"model": "transformer"}  # the DecisionModel's training step against Decision Transformer's
+WINDOW_BASELINE = {"model": "transformer", "rollout": "window", "runtime": "torch"}  # DT: re-encode the last K steps
+ZERO_BASELINE = {"policy": "zeros"}  # evaluation: the simulation alone
+SCAN_ENTRIES = ("scan_log", "scan", "gated_scan")
+CONTEXT = 20  # DT's K: the acting window and the Transformer's training band, in timesteps
+MEASURE = {"train": (10, 3, 15.0), "scan": (10, 3, 10.0), "act": (5, 3, 20.0), "eval": (3, 3, 90.0)}  # max, min, s
 
 
 @dataclass
@@ -32,164 +40,126 @@ class Options:
     device: str = "cpu"
     threads: int = 2
     quick: bool = False
-    repeats: int | None = None  # at most this many timed calls per config (default per suite)
-    time_cap_s: float | None = None  # per config, subprocess start to result (default per mode)
+    time_cap_s: float | None = None  # per config (default 180 s, quick 60 s)
     mem_cap_mb: float = 8192.0
 
     def sizes(self) -> dict[str, int]:
-        """batch, width and depth: the issue's sizes, or tiny ones for --quick."""
-        if self.quick:
-            return {"batch": 4, "d": 16, "n_layers": 1}
-        return {"batch": 64, "d": 128, "n_layers": 3}
+        """The issue's batch, width and depth, or tiny ones for --quick."""
+        return {"batch": 4, "d": 16, "n_layers": 1} if self.quick else {"batch": 64, "d": 128, "n_layers": 3}
+
+    def lengths(self) -> tuple[int, ...]:
+        """Sequence lengths (tokens) of the one-layer and scan sweeps."""
+        return (16,) if self.quick else (64, 256, 512, 1024, 2048, 4096)
 
 
-# per suite: (max repeats, min repeats, measurement budget in seconds) for full runs
-MEASURE = {"train": (10, 3, 15.0), "scan": (10, 3, 10.0), "act": (5, 3, 20.0), "eval": (3, 3, 90.0)}
+def _spec(suite: str, opts: Options, key: dict[str, Any], params: dict[str, Any], warmup: int = 1) -> dict[str, Any]:
+    repeats, min_repeats, budget = (2, 1, 0.5) if opts.quick else MEASURE[suite]
+    cap = opts.time_cap_s if opts.time_cap_s is not None else 60.0 if opts.quick else 180.0
+    return {"suite": suite, "key": key, "params": params, "device": opts.device, "threads": opts.threads,
+            "warmup": warmup, "repeats": repeats, "min_repeats": min_repeats, "budget_s": budget, "time_cap_s": cap,
+            "mem_cap_mb": opts.mem_cap_mb}
 
 
-def _measure(suite: str, opts: Options) -> dict[str, Any]:
-    repeats, min_repeats, budget = MEASURE[suite]
-    if opts.quick:
-        repeats, min_repeats, budget = 2, 1, 0.5
-    if opts.repeats is not None:
-        repeats, min_repeats = opts.repeats, min(min_repeats, opts.repeats)
-    cap = opts.time_cap_s if opts.time_cap_s is not None else (60.0 if opts.quick else 180.0)
-    return {"device": opts.device, "threads": opts.threads, "warmup": 1, "repeats": repeats,
-            "min_repeats": min_repeats, "budget_s": budget, "time_cap_s": cap, "mem_cap_mb": opts.mem_cap_mb}
-
-
-def _spec(suite: str, part: str, group: str, row: str, x: Any, workload: str, params: dict[str, Any],
-          opts: Options, **extra: Any) -> dict[str, Any]:
-    spec = {"suite": suite, "part": part, "group": group, "row": row, "x": x, "workload": workload,
-            "params": copy.deepcopy(params), **_measure(suite, opts)}
-    spec.update(extra)
-    return spec
-
-
-def _order(specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """By part, then x ascending (None first), keeping the row order within an x."""
-    parts = list(dict.fromkeys(s["part"] for s in specs))
-    return sorted(specs, key=lambda s: (parts.index(s["part"]), -1 if s["x"] is None else s["x"]))
-
-
-def scan_impls(device: str) -> tuple[str, ...]:
-    return ("cpu", "log", "sequential") + (("accelerated",) if device == "cuda" else ())
-
-
-def default_impl(device: str) -> str:
-    """What `impl=None` resolves to on this device (scan.resolve_impl)."""
-    return "cpu" if device == "cpu" else "log"
-
-
-IMPL_LABEL = {"cpu": "scan cpu", "log": "scan log", "sequential": "scan sequential", "loop": "per-step loop",
-              "accelerated": "accelerated-scan"}
-
-
-def layer_rows(device: str, window: int = TRANSFORMER_LAYER_WINDOW) -> list[tuple[str, dict[str, Any]]]:
-    """(row label, params) of the one-layer training-step comparison."""
-    rows: list[tuple[str, dict[str, Any]]] = []
-    for name in ("mingru", "minlstm"):
-        for impl in (*scan_impls(device), "loop"):
-            rows.append((f"{DISPLAY[name]} ({IMPL_LABEL[impl]})", {"model": name, "impl": impl, "family": name}))
-    suffix = " (cuDNN)" if device == "cuda" else ""
-    rows += [(f"nn.GRU{suffix}", {"model": "gru"}), (f"nn.LSTM{suffix}", {"model": "lstm"}),
-             (f"Transformer (window {window})", {"model": "transformer", "window": window})]
-    for name in ("s4", "mamba"):
-        rows.append((f"{DISPLAY[name]} ({IMPL_LABEL[default_impl(device)]})", {"model": name, "impl": None}))
-    return rows
+def layer_impls(model: str) -> tuple[str, ...]:
+    """`auto` (the model's default forward), every scan forced by name and the per-step loop where the model scans."""
+    return ("auto", *SCAN_IMPLS, "loop") if model in BACKBONES and scans_over_time(model) else ("auto",)
 
 
 def train_specs(opts: Options) -> list[dict[str, Any]]:
-    size = opts.sizes()
-    specs = []
-    window = TRANSFORMER_LAYER_WINDOW if not opts.quick else 8
-    for length in (QUICK_T if opts.quick else TRAIN_T):
-        for row, params in layer_rows(opts.device, window):
-            p = {**params, "batch": size["batch"], "d": size["d"], "T": length}
-            specs.append(_spec("train", "layer", "", row, length, "layer", p, opts))
-    for length in (QUICK_MODEL_T if opts.quick else MODEL_T):
-        for layout in LAYOUTS:
-            for backbone in ("mingru", "minlstm", "transformer", "s4", "mamba"):
-                p = {"backbone": backbone, "layout": layout, "T": length, "window_steps": 20, **size}
-                specs.append(_spec("train", "model", f"{layout} layout", DISPLAY[backbone], length, "model", p,
-                                   opts))
-    return _order(specs)
+    size, specs = opts.sizes(), []
+    layer = {"batch": size["batch"], "d": size["d"], "options": {"ff_mult": 0, "window": 8 if opts.quick else 64}}
+    for t in opts.lengths():
+        for m in (*BACKBONES, *TORCH_RNNS):
+            specs += [_spec("train", opts, {"part": "layer", "model": m, "impl": i, "T": t}, layer)
+                      for i in layer_impls(m)]
+    for t in (4,) if opts.quick else (CONTEXT, 64, 256, 1000):
+        specs += [_spec("train", opts, {"part": "model", "layout": lay, "model": m, "T": t},
+                        {**size, "window_steps": CONTEXT}) for lay in LAYOUTS for m in BACKBONES]
+    return specs
 
 
-COMPILED_ROW = "minGRU (carried state, torch.compile)"  # acting through torch.compile (Policy(compile=True))
-
-
-def act_rows() -> list[tuple[str, dict[str, Any]]]:
-    rows = [(f"{DISPLAY[b]} (carried state)", {"backbone": b, "rollout": "recurrent"})
-            for b in ("mingru", "minlstm", "s4", "mamba")]
-    rows.append(("Transformer (sliding K/V cache)", {"backbone": "transformer", "rollout": "recurrent"}))
-    rows.append(("Transformer (re-encode last K=20 steps)", {"backbone": "transformer", "rollout": "window"}))
-    rows.append((COMPILED_ROW, {"backbone": "mingru", "rollout": "recurrent", "compile": True}))
-    return rows
+def act_rows() -> list[dict[str, Any]]:
+    """Every backbone with its state carried, DT's window re-encoding, and the subject through each runtime."""
+    rows = [{"model": m, "rollout": "recurrent", "runtime": "torch"} for m in BACKBONES]
+    return rows + [WINDOW_BASELINE] + [{"model": SUBJECT, "rollout": "recurrent", "runtime": r} for r in RUNTIMES[1:]]
 
 
 def act_specs(opts: Options) -> list[dict[str, Any]]:
     size = opts.sizes()
-    steps = 12 if opts.quick else ACT_STEPS
-    specs = []
-    for layout in LAYOUTS:
-        for batch in ((1, 2) if opts.quick else ACT_BATCHES):
-            for row, params in act_rows():
-                p = {**params, "layout": layout, "batch": batch, "steps": steps, "context_len": 20,
-                     "d": size["d"], "n_layers": size["n_layers"]}
-                specs.append(_spec("act", "act", f"{layout} layout, batch {batch}", row, None, "act", p, opts))
-    return specs
+    params = {"steps": 12 if opts.quick else 1000, "context_len": CONTEXT, "d": size["d"], "n_layers": size["n_layers"]}
+    return [_spec("act", opts, {"part": "act", "layout": lay, "batch": b, **row}, params)
+            for lay in LAYOUTS for b in ((1, 2) if opts.quick else (1, 16)) for row in act_rows()]
 
 
 def eval_specs(opts: Options) -> list[dict[str, Any]]:
     size = opts.sizes()
-    env = {"env_id": "Hopper-v5", "num_envs": 2 if opts.quick else 10, "env_steps": 100 if opts.quick else 10_000,
-           "seed": 0}
-    model = {"d": size["d"], "n_layers": size["n_layers"], "context_len": 20}
-    rows = [
-        ("zero actions (simulation only)", {"policy": "zeros"}),
-        ("uniform random actions (simulation only)", {"policy": "random"}),
-        ("minGRU, fused (carried state)", {"policy": "model", "backbone": "mingru", "layout": "fused",
-                                           "rollout": "recurrent", **model}),
-        ("minGRU, interleaved (carried state)", {"policy": "model", "backbone": "mingru", "layout": "interleaved",
-                                                 "rollout": "recurrent", **model}),
-        ("minGRU, fused (carried state, torch.compile)", {"policy": "model", "backbone": "mingru", "layout": "fused",
-                                                          "rollout": "recurrent", "compile": True, **model}),
-        ("Transformer, interleaved (re-encode K=20)", {"policy": "model", "backbone": "transformer",
-                                                       "layout": "interleaved", "rollout": "window", **model}),
-    ]
-    specs = [_spec("eval", "eval", "", row, None, "eval", {**env, **p}, opts, warmup=0) for row, p in rows]
-    return specs
+    params = {"num_envs": 2 if opts.quick else 10, "env_steps": 100 if opts.quick else 10_000,
+              "d": size["d"], "n_layers": size["n_layers"], "context_len": CONTEXT}
+    subject = {"model": SUBJECT, "rollout": "recurrent", "runtime": "torch"}
+    models = [*((lay, subject) for lay in LAYOUTS), ("fused", {**subject, "runtime": "torch.compile"}),
+              ("interleaved", WINDOW_BASELINE)]
+    rows = [ZERO_BASELINE, {"policy": "random"},
+            *({"policy": "model", "model": row["model"], "layout": lay, **row} for lay, row in models)]
+    return [_spec("eval", opts, {"part": "eval", **row}, params, warmup=0) for row in rows]
 
 
 def scan_specs(opts: Options) -> list[dict[str, Any]]:
-    from .scans import available_entries
-
-    size = opts.sizes()
-    specs = []
-    for length in (QUICK_T if opts.quick else SCAN_T):
-        for entry in available_entries():
-            for impl in scan_impls(opts.device):
-                if impl == "accelerated" and entry != "scan":
-                    continue
-                p = {"entry": entry, "impl": impl, "batch": size["batch"], "d": size["d"], "T": length}
-                specs.append(_spec("scan", "scan", entry, IMPL_LABEL[impl], length, "scan", p, opts))
-    return _order(specs)
-
-
-SPEC_BUILDERS = {"train": train_specs, "act": act_specs, "eval": eval_specs, "scan": scan_specs}
+    size = {"batch": opts.sizes()["batch"], "d": opts.sizes()["d"]}
+    return [_spec("scan", opts, {"part": "scan", "entry": e, "impl": i, "T": t}, size)
+            for t in opts.lengths() for e in SCAN_ENTRIES for i in SCAN_IMPLS]
 
 
 def suite_specs(suite: str, opts: Options) -> list[dict[str, Any]]:
-    if suite not in SPEC_BUILDERS:
-        raise ValueError(f"unknown suite {suite!r}; valid: {', '.join(SUITES)}, all")
-    return SPEC_BUILDERS[suite](opts)
+    """The suite's configs, shortest length first: an interrupted sweep still holds whole comparisons."""
+    specs = {"train": train_specs, "act": act_specs, "eval": eval_specs, "scan": scan_specs}[suite](opts)
+    parts = list(TABLES)
+    return sorted(specs, key=lambda s: (parts.index(s["key"]["part"]), x_of(s["key"]) or 0))
 
 
-def spec_key(spec: dict[str, Any]) -> str:
-    """Identity of a config within a suite (for --resume and for skipping longer lengths after a cap)."""
-    return f"{spec['part']}|{spec['group']}|{spec['row']}|{spec['x']}"
+# ------------------------------------------------------------------------------------------------------- keys
+def key_id(key: dict[str, Any]) -> str:
+    """Identity of a config (results, --resume)."""
+    return json.dumps(key, sort_keys=True)
 
 
-def sweep_key(spec: dict[str, Any]) -> str:
-    return f"{spec['part']}|{spec['group']}|{spec['row']}"
+def key_text(key: dict[str, Any]) -> str:
+    """`part=layer model=mingru impl=cpu T=512`: what --only matches and --list prints."""
+    return " ".join(f"{k}={v}" for k, v in key.items())
+
+
+def x_of(key: dict[str, Any]) -> Any:
+    x = TABLES[key["part"]][1]
+    return key.get(x) if x else None
+
+
+def group_of(key: dict[str, Any]) -> tuple:
+    return tuple(key[g] for g in TABLES[key["part"]][0])
+
+
+def row_of(key: dict[str, Any]) -> dict[str, Any]:
+    groups, x = TABLES[key["part"]]
+    return {k: v for k, v in key.items() if k not in ("part", *groups, x)}
+
+
+def with_row(key: dict[str, Any], row: dict[str, Any]) -> dict[str, Any]:
+    """The key of `row` in the same table and column as `key` (how baselines are found)."""
+    return {**{k: v for k, v in key.items() if k not in row_of(key)}, **row}
+
+
+def sweep_id(key: dict[str, Any]) -> str:
+    """A row of a table: the same config at every length (a cap at one length stops the longer ones)."""
+    x = TABLES[key["part"]][1]
+    return key_id({k: v for k, v in key.items() if k != x})
+
+
+def label(key: dict[str, Any]) -> str:
+    """A row's label (display only): its model's class name and its other row keys, as --only matches them."""
+    row = row_of(key)
+    name = backbone_class(row["model"]).__name__ if row.get("model") in BACKBONES else row.get("model")
+    rest = ", ".join(f"{k}={v}" for k, v in row.items() if k != "model")
+    return f"{name} ({rest})" if name and rest else name or rest
+
+
+def group_label(key: dict[str, Any]) -> str:
+    """A table's title (display only)."""
+    return ", ".join(f"{g}={key[g]}" for g in TABLES[key["part"]][0])

@@ -9,6 +9,10 @@ from typing import Callable, Sequence
 
 from ..errors import UserInputError
 
+# module name -> console script (so messages name the command the user typed)
+COMMANDS = {"train": "train_agent", "evaluate": "evaluate_agent", "collect": "collect_dataset",
+            "export": "export_agent", "sweep": "sweep_agents", "cli": "benchmark_agent"}
+
 
 class ArgumentParser(argparse.ArgumentParser):
     """argparse with exit code 2 and a one-line message for usage errors (argparse's own convention)."""
@@ -28,6 +32,17 @@ def positive_int(text: str) -> int:
     return value
 
 
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0 (a usage error, exit 2, otherwise)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {value}")
+    return value
+
+
 def cli_entry(func: Callable[[Sequence[str] | None], int | None]) -> Callable[[Sequence[str] | None], int]:
     """Wrap a `main(argv)`: UserInputError -> exit 2, other failures -> exit 1, each as one line (no traceback).
 
@@ -38,7 +53,7 @@ def cli_entry(func: Callable[[Sequence[str] | None], int | None]) -> Callable[[S
     def main(argv: Sequence[str] | None = None) -> int:
         import os
 
-        prog = func.__module__.rsplit(".", 1)[-1]
+        prog = COMMANDS.get(func.__module__.rsplit(".", 1)[-1], func.__module__)
         try:
             code = func(argv)
             return int(code or 0)

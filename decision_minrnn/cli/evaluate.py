@@ -3,6 +3,7 @@
     evaluate_agent agents/hopper-medium/mingru --episodes 10 --num-envs 5 --seed 0
     evaluate_agent runs/hopper-medium/mingru-seed0 --rollout window --target-return 1800 --json eval-1800.json
     evaluate_agent agents/hopper-medium/mingru --episodes 1 --video hopper.gif
+    evaluate_agent agents/hopper-medium/mingru --runtime onnx       # the exported step graph under onnxruntime
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import argparse
 from pathlib import Path
 from typing import Sequence
 
-from ..config import ROLLOUTS
+from ..training.config import ROLLOUTS
 from .common import ArgumentParser, cli_entry, positive_int, run_main
 
 
@@ -53,29 +54,46 @@ def build_parser() -> ArgumentParser:
                    help="run each action's model work through torch.compile: 1.5-1.8x cheaper actions after a "
                         "10-20 s compile on a CPU, so worth it only for long evaluations (falls back to eager, with "
                         "a warning, where compiling fails)")
+    p.add_argument("--runtime", choices=("torch", "onnx"), default="torch",
+                   help="torch: the Policy (default); onnx: the exported step graph under onnxruntime, exported "
+                   "first to DIR/policy.onnx when missing or older than model.safetensors (recurrent rollout only)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
+
+
+DEFAULT_EPISODES = 10  # when neither --episodes nor the agent's eval_episodes says
 
 
 @cli_entry
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
+    from ..agent.policy import load_policy
+    from ..devices import resolve_device
     from ..errors import RunFailure, UserInputError
-    from ..evaluation import env_seeds, evaluate, summary
-    from ..io import write_json
-    from ..policy import load_policy, resolve_device
+    from ..io import check_writable_file, write_json
+    from ..rollout.envs import env_seeds
+    from ..rollout.evaluation import evaluate, summary
 
     device = resolve_device(args.device)
+    out = args.json if args.json is not None else args.agent / "eval.json"
+    if args.agent.is_dir():  # (a missing or wrong folder is reported by the loader, below)
+        check_writable_file(out, "--json" if args.json is not None else "the result file (choose one with --json)")
     if args.video is not None:
-        from ..video import check_video_path
+        from ..rollout.video import check_video_path
 
         check_video_path(args.video)
-    policy = load_policy(args.agent, target_return=args.target_return, device=device, rollout=args.rollout,
-                         compile=args.compile)
+    if args.runtime == "onnx":
+        from ..export.onnx import onnx_policy_for_evaluation
+
+        policy = onnx_policy_for_evaluation(args.agent, target_return=args.target_return, rollout=args.rollout,
+                                            device=args.device, compile=args.compile, video=args.video)
+    else:
+        policy = load_policy(args.agent, target_return=args.target_return, device=device, rollout=args.rollout,
+                             compile=args.compile)
     cfg = policy.meta.config
     try:
-        result = evaluate(policy, episodes=args.episodes or cfg.eval_episodes,
+        result = evaluate(policy, episodes=args.episodes or cfg.eval_episodes or DEFAULT_EPISODES,
                           num_envs=args.num_envs or cfg.eval_num_envs, seed=args.seed, progress=not args.quiet,
                           max_steps=args.max_steps)
     except UserInputError:
@@ -83,18 +101,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as e:  # a failure while running (env, model): exit code 1 with one line
         raise RunFailure(f"evaluation of {args.agent} failed: {type(e).__name__}: {e}") from e
     result["agent_dir"] = str(args.agent)
+    result["runtime"] = args.runtime
 
     if args.video is not None:
-        from ..video import render_video
+        from ..rollout.video import render_video
 
         # The first episode of env 0 of the evaluation (same reset seed).
         result["video"] = render_video(args.agent, args.video, seed=env_seeds(args.seed, 1)[0],
                                        target_return=policy.target_return,
                                        rollout=policy.rollout, max_steps=args.max_steps)
 
-    out = args.json if args.json is not None else args.agent / "eval.json"
-    write_json(out, result)
     print(summary(result))
+    write_json(out, result)
     video = result.get("video")
     if video is not None:
         if video["written"]:

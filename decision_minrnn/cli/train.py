@@ -1,16 +1,16 @@
-"""`train_agent --env TASK`: train a return-conditioned policy on any backbone (design.md 5)."""
+"""`train_agent --env TASK`: train a return-conditioned policy on any backbone, then score it (workflows/train.py)."""
 
 from __future__ import annotations
 
 import sys
 from typing import Sequence
 
-from .common import ArgumentParser, cli_entry, run_main
+from .common import ArgumentParser, cli_entry, non_negative_int, run_main
 
 
 def build_parser() -> ArgumentParser:
-    from ..data import DATA_SOURCES
-    from ..model import MODEL_NAMES
+    from ..nn.model import MODEL_NAMES
+    from ..workflows.datasets import DATA_SOURCES
 
     p = ArgumentParser(prog="train_agent", description="Train a Decision-Transformer-style policy offline.")
     p.add_argument("--env", required=True, metavar="TASK",
@@ -21,7 +21,7 @@ def build_parser() -> ArgumentParser:
                    help="config name in configs/ (quick, dt, mingru, ...) or a JSON file; default: the backbone's")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
     p.add_argument("--steps", type=int, default=None, help="gradient steps (overrides the config)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=non_negative_int, default=0, help="seed of weights, sampler and evaluation (>= 0)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--data-source", choices=DATA_SOURCES, default="auto")
     p.add_argument("--out", default=None, help="run folder (default runs/<task>/<backbone>-seed<k>)")
@@ -33,12 +33,12 @@ def build_parser() -> ArgumentParser:
 @cli_entry
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from ..config import load_config
     from ..errors import UserInputError
     from ..tasks import resolve_task
-    from ..training import train
+    from ..training.config import load_config
+    from ..workflows.train import train_agent
 
-    resolve_task(args.env)  # fail on a bad name before anything slow
+    task = resolve_task(args.env)  # fail on a bad name before anything slow
     if args.steps is not None and args.steps <= 0:
         raise UserInputError(f"--steps must be > 0, got {args.steps}")
     overrides = {}
@@ -48,7 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         overrides["steps"] = args.steps
     config = args.config or (args.backbone or "mingru")  # default: the backbone's own config file
     cfg = load_config(config, overrides, args.set)
-    train(args.env, cfg, seed=args.seed, out=args.out, device=args.device, data_source=args.data_source,
+    train_agent(task, cfg, seed=args.seed, out=args.out, device=args.device, data_source=args.data_source,
           resume=args.resume, progress=not args.no_progress, command=["train_agent", *(argv or sys.argv[1:])])
     return 0
 

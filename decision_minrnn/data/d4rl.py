@@ -50,6 +50,7 @@ def write_d4rl_hdf5(
 
 
 REGENERATED_ATTR = "decision_minrnn_regenerated"
+DATA_VERSION = 2  # of regenerated data: 2 = behaviour levels on target, random from a random-init actor (README)
 _REQUIRED = ("observations", "actions", "rewards", "terminals")
 
 
@@ -90,6 +91,19 @@ def _cap_timeouts(terminals: np.ndarray, max_steps: int) -> np.ndarray:
     begins[1:] = terminals[:-1]
     segment_start = np.maximum.accumulate(np.where(begins, rows, 0))
     return ((rows - segment_start + 1) % max_steps == 0) & ~terminals
+
+
+def regenerated_data_version(path: str | os.PathLike) -> int | None:
+    """The `data_version` of a regenerated file (1 when it predates the attribute), None for other files."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            if not bool(f.attrs.get(REGENERATED_ATTR, False)):
+                return None
+            return int(f.attrs.get("data_version", 1))
+    except OSError:
+        return None
 
 
 def read_d4rl_hdf5(path: str | os.PathLike, task: str | Task) -> TrajectoryDataset:
@@ -170,6 +184,10 @@ def read_d4rl_hdf5(path: str | os.PathLike, task: str | Task) -> TrajectoryDatas
             claimed_name = str(claimed)
         if claimed_name != task.name:
             fail(f"regenerated for task {claimed!r}, not for {task.name!r}")
+        version = int(attrs.get("data_version", 1))
+        if version != DATA_VERSION:
+            fail(f"regenerated data of version {version}; this package reads version {DATA_VERSION}: delete the file "
+                 f"and rebuild it with `collect_dataset {task.name}` (train_agent also rebuilds a cached one)")
         claimed_env = attrs.get("env_id")
         if claimed_env is not None and str(claimed_env) != env.gym_id:
             fail(f"regenerated on {claimed_env!r}, but {task.name} uses {env.gym_id!r}")
@@ -189,7 +207,7 @@ def read_d4rl_hdf5(path: str | os.PathLike, task: str | Task) -> TrajectoryDatas
         episode_starts=episode_starts,
         terminated=np.asarray(terminated, dtype=bool),
         truncated=np.asarray(truncated, dtype=bool),
-        task=task.name,
+        task=task,
         source="regenerated" if regenerated else "d4rl",
         location=str(path),
         comparable_with_d4rl=not regenerated,

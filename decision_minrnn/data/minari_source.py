@@ -103,7 +103,7 @@ def read_minari(task: str | Task) -> TrajectoryDataset:
         episode_starts=np.asarray(starts, dtype=np.int64),
         terminated=np.asarray(terminated, dtype=bool),
         truncated=np.asarray(truncated, dtype=bool),
-        task=task.name,
+        task=task,
         source="minari",
         location=where,
         comparable_with_d4rl=False,

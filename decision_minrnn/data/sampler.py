@@ -1,7 +1,7 @@
 """Training batches cut from a TrajectoryDataset: DT windows, whole episodes from t = 0, or windows with a burn-in.
 
 Everything per row (normalised state, return-to-go, step index) is computed once for the whole dataset, so a batch is
-a single fancy-indexing gather. Windows are RIGHT-padded (valid tokens first, zeros after; design.md 1): in a causal
+a single fancy-indexing gather. Windows are RIGHT-padded (valid tokens first, zeros after; docs/architecture.md, The law): in a causal
 model trailing padding cannot change earlier outputs, so recurrent backbones need no padding mask in their scans.
 
 Modes (`context`):
@@ -64,8 +64,6 @@ class WindowSampler:
         state_std: np.ndarray | None = None,
         return_scale: float | None = None,
     ) -> None:
-        from ..tasks import resolve_task
-
         if context not in CONTEXTS:
             raise UserInputError(f"unknown training context {context!r}; valid: {', '.join(CONTEXTS)}")
         if int(context_len) < 1 or int(batch_size) < 1:
@@ -86,7 +84,7 @@ class WindowSampler:
         self.context, self.context_len, self.burn_in = context, int(context_len), int(burn_in)
         self.batch_size, self.seed = int(batch_size), int(seed)
         self.seq_len = self.context_len + self.burn_in
-        self.return_scale = float(return_scale or resolve_task(dataset.task).env.return_scale)
+        self.return_scale = float(return_scale or dataset.task.env.return_scale)
         if state_mean is None or state_std is None:
             mean, std = dataset.state_mean_std()
             state_mean = mean if state_mean is None else state_mean

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DatasetError
+from ..tasks import Task
 
 SOURCES = ("d4rl", "minari", "regenerated")
 STATE_STD_EPS = 1e-6  # added to the state std (the Decision Transformer convention)
@@ -45,7 +46,7 @@ class TrajectoryDataset:
     episode_starts: np.ndarray  # (E + 1,) int64
     terminated: np.ndarray  # (E,) bool
     truncated: np.ndarray  # (E,) bool
-    task: str  # canonical task name, e.g. "hopper-medium"
+    task: Task  # the resolved task (its env spec gives sizes and reference returns)
     source: str  # "d4rl" | "minari" | "regenerated"
     location: str  # file path or dataset id it was read from
     comparable_with_d4rl: bool  # may its scores be set next to published D4RL v2 numbers?
@@ -76,23 +77,19 @@ class TrajectoryDataset:
         own `ref_min_score`/`ref_max_score` (kept in `provenance`), scaled x100 like D4RL so both read 0 = random,
         100 = expert, but labelled "Minari-normalized" because the references differ.
         """
-        from ..tasks import resolve_task
-
         if self.score_label == "Minari-normalized":
             lo, hi = float(self.provenance["ref_min_score"]), float(self.provenance["ref_max_score"])
             r = np.asarray(returns, dtype=np.float64)
             score = 100.0 * (r - lo) / (hi - lo)
             return float(score) if score.ndim == 0 else score
-        return resolve_task(self.task).env.normalized_score(returns)
+        return self.task.env.normalized_score(returns)
 
     def validate(self) -> TrajectoryDataset:
         """Check what every source must satisfy (sizes of the task's env, float32, finite, consistent episodes).
 
         Raises DatasetError with one line naming `location` and the problem; returns self so readers can chain it.
         """
-        from ..tasks import resolve_task
-
-        env = resolve_task(self.task).env
+        env = self.task.env
         where = self.location
 
         def fail(problem: str) -> None:
@@ -162,7 +159,7 @@ class TrajectoryDataset:
             return {"mean": float(x.mean()), "std": float(x.std()), "min": float(x.min()), "max": float(x.max())}
 
         return {
-            "task": self.task,
+            "task": self.task.name,
             "source": self.source,
             "location": self.location,
             "episodes": self.num_episodes,
@@ -184,7 +181,7 @@ class TrajectoryDataset:
         st = self.statistics()
         raw, norm = st["return_raw"], st["return_normalized"]
         return (
-            f"dataset {self.task}: source {self.source} ({self.location}), {st['episodes']:,} episodes, "
+            f"dataset {self.task.name}: source {self.source} ({self.location}), {st['episodes']:,} episodes, "
             f"{st['transitions']:,} transitions; episode return mean {raw['mean']:.1f} std {raw['std']:.1f} "
             f"min {raw['min']:.1f} max {raw['max']:.1f}, {self.score_label} score mean {norm['mean']:.1f} "
             f"std {norm['std']:.1f} min {norm['min']:.1f} max {norm['max']:.1f}; "

@@ -3,7 +3,8 @@
 
 It goes through the console scripts only (their interface outlives module moves):
 1. `collect_dataset hopper-medium --transitions 10000 --seed 0` into the regenerated-data cache;
-2. `train_agent --config quick --steps 200 --seed 0` on it, for minGRU (interleaved) and the Transformer;
+2. `train_agent --config quick --steps 200 --seed 0 --set init=torch-default` on it, for minGRU (interleaved) and
+   the Transformer (torch-default: the initialisation the record was made with, before `init` existed);
 3. `evaluate_agent --episodes 2 --num-envs 2 --max-steps 200 --seed 0` of each.
 
     python tests/golden/golden_run.py --record      # rewrite tests/golden/golden_run.json (after a deliberate change)
@@ -72,6 +73,7 @@ def golden_run(workdir: Path) -> dict:
         run = workdir / backbone
         _run("train_agent", "--env", "hopper-medium", "--config", "quick", "--backbone", backbone,
              "--steps", str(STEPS), "--seed", "0", "--data-source", "regenerated", "--set", "eval_episodes=0",
+             "--set", "init=torch-default",
              "--no-progress", "--out", str(run), env=env, cwd=workdir)
         _run("evaluate_agent", str(run), "--episodes", "2", "--num-envs", "2", "--max-steps", "200", "--seed", "0",
              "--quiet", "--json", str(run / "golden-eval.json"), env=env, cwd=workdir)

@@ -1,0 +1,1 @@
+"""Acting in gymnasium environments: the one rollout loop (env factory, seeds, episode quota), evaluation, video."""

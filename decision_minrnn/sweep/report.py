@@ -1,0 +1,326 @@
+"""The sweep's report, from `results.jsonl` alone: per-task t-intervals over seeds, across-task aggregates (rliable).
+
+Scores are recomputed from each row's raw evaluation returns with `decision_minrnn.tasks.normalized_score` (D4RL's
+reference returns), never copied from a stored normalized value, so a report can be trusted even if a row came
+from another version. One cell's score is the mean over its final evaluation's episodes; seeds are the unit of
+replication.
+
+- Per task: mean over seeds and a 95% t-interval (sample std, t quantile with n - 1 degrees of freedom: with 3-5
+  seeds a normal interval would be far too narrow), next to the dataset's own mean return and behaviour cloning.
+- Across tasks (Agarwal et al. 2021, "Deep RL at the edge of the statistical precipice", via `rliable`): IQM and mean
+  with 95% stratified-bootstrap intervals (runs resampled within each task), optimality gap (distance below the
+  expert, 100), probability of improvement of each model over the reference model, a performance profile and an
+  interval plot. Without rliable the per-task table is still written and the aggregates say how to get them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import warnings
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+from ..io import write_json
+
+# 0.975 quantiles of Student's t (two-sided 95%) by degrees of freedom, for machines without scipy
+_T975 = {1: 12.7062, 2: 4.3027, 3: 3.1824, 4: 2.7764, 5: 2.5706, 6: 2.4469, 7: 2.3646, 8: 2.3060, 9: 2.2622,
+         10: 2.2281, 11: 2.2010, 12: 2.1788, 13: 2.1604, 14: 2.1448, 15: 2.1314, 16: 2.1199, 17: 2.1098,
+         18: 2.1009, 19: 2.0930, 20: 2.0860, 21: 2.0796, 22: 2.0739, 23: 2.0687, 24: 2.0639, 25: 2.0595,
+         26: 2.0555, 27: 2.0518, 28: 2.0484, 29: 2.0452, 30: 2.0423, 40: 2.0211, 60: 2.0003, 120: 1.9799}
+OPTIMAL = 100.0  # the expert on the D4RL-normalized scale: the optimality gap is measured below it
+INSTALL_HINT = "install .[sweep] (rliable) for IQM, bootstrap intervals, probability of improvement and plots"
+
+
+def t_quantile(dof: int) -> float:
+    """The 0.975 quantile of Student's t with `dof` degrees of freedom (scipy if present, else a table that rounds
+    the degrees of freedom down, so the interval is never narrower than the exact one)."""
+    if dof < 1:
+        raise ValueError("a t-interval needs at least 2 values")
+    try:
+        from scipy import stats
+
+        return float(stats.t.ppf(0.975, dof))
+    except ImportError:
+        return _T975[max(k for k in _T975 if k <= dof)] if dof <= 120 else 1.9600
+
+
+def t_interval(values: Sequence[float]) -> dict[str, Any]:
+    """Mean and 95% t-interval of `values` (no interval for a single value)."""
+    x = np.asarray(values, dtype=np.float64)
+    n = len(x)
+    mean = float(x.mean())
+    if n < 2:
+        return {"mean": mean, "ci": None, "n": n, "std": None}
+    std = float(x.std(ddof=1))
+    half = t_quantile(n - 1) * std / math.sqrt(n)
+    return {"mean": mean, "ci": [mean - half, mean + half], "n": n, "std": std}
+
+
+def cell_score(row: dict[str, Any]) -> float | None:
+    """A cell's score: the mean normalized score of its raw returns (None when the row has no returns)."""
+    from ..tasks import normalized_score
+
+    returns = row.get("returns")
+    if not returns:
+        return None
+    return float(np.mean(normalized_score(row["task"], np.asarray(returns, dtype=np.float64))))
+
+
+def dataset_score(row: dict[str, Any]) -> float | None:
+    """The dataset's mean episode return, normalized (recomputed from the raw mean when the row has it)."""
+    from ..tasks import normalized_score
+
+    raw = row.get("dataset_return_raw_mean")
+    if raw is not None and np.isfinite(raw):
+        return float(normalized_score(row["task"], raw))
+    value = row.get("dataset_return_normalized_mean")
+    return float(value) if value is not None else None
+
+
+def _order(seen: Sequence[str], preferred: Sequence[str] | None) -> list[str]:
+    preferred = [x for x in (preferred or []) if x in seen]
+    return preferred + [x for x in seen if x not in preferred]
+
+
+def _fmt(stat: dict[str, Any] | None, n_max: int) -> str:
+    if not stat:
+        return "-"
+    text = f"{stat['mean']:.1f}"
+    if stat.get("ci"):
+        text += f" [{stat['ci'][0]:.1f}, {stat['ci'][1]:.1f}]"
+    if stat["n"] != n_max:
+        text += f" (n={stat['n']})"
+    return text
+
+
+def per_task(rows: Sequence[dict[str, Any]], tasks: list[str], models: list[str]) -> dict[str, Any]:
+    """Per task: each model's per-seed scores, mean and t-interval, and the dataset's normalized mean return."""
+    out: dict[str, Any] = {}
+    for task in tasks:
+        task_rows = [r for r in rows if r["task"] == task]
+        data = [d for d in (dataset_score(r) for r in task_rows) if d is not None]
+        sources = sorted({str(r.get("data_source")) for r in task_rows})
+        entry: dict[str, Any] = {"dataset": float(np.mean(data)) if data else None, "data_sources": sources,
+                                 "dataset_values_differ": bool(data) and float(np.ptp(data)) > 1e-6, "models": {}}
+        for model in models:
+            seeds = {int(r["seed"]): cell_score(r) for r in task_rows if r["model"] == model}
+            seeds = {s: v for s, v in sorted(seeds.items()) if v is not None}
+            if seeds:
+                entry["models"][model] = {**t_interval(list(seeds.values())), "seeds": seeds}
+        out[task] = entry
+    return out
+
+
+def _score_matrices(table: dict[str, Any], tasks: list[str], models: list[str]) -> tuple[dict[str, np.ndarray],
+                                                                                         dict[str, str]]:
+    """(runs x tasks) score matrices for models that have every task; the first n seeds of each task, n = the
+    fewest seeds the model has on any task (rliable needs a rectangle). Others are named with the reason."""
+    mats, excluded = {}, {}
+    for model in models:
+        missing = [t for t in tasks if model not in table[t]["models"]]
+        if missing:
+            excluded[model] = f"no result yet on {', '.join(missing)}"
+            continue
+        per = [list(table[t]["models"][model]["seeds"].values()) for t in tasks]
+        n = min(len(p) for p in per)
+        mats[model] = np.array([p[:n] for p in per], dtype=np.float64).T
+    return mats, excluded
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """arch (under rliable) warns on every call that `random_state` is deprecated; rliable passes it, not we."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning, message=".*random_state.*")
+        yield
+
+
+def aggregates(table: dict[str, Any], tasks: list[str], models: list[str], *, reference: str | None, reps: int,
+               seed: int) -> dict[str, Any]:
+    """IQM, mean and optimality gap with stratified-bootstrap 95% intervals, and probability of improvement over
+    `reference`, with rliable; `{"available": False, "note": ...}` without it."""
+    try:
+        from rliable import library as rly
+        from rliable import metrics
+    except ImportError:
+        return {"available": False, "note": INSTALL_HINT}
+    mats, excluded = _score_matrices(table, tasks, models)
+    out: dict[str, Any] = {"available": True, "reps": reps, "tasks": tasks, "excluded": excluded, "models": {},
+                           "probability_of_improvement": {}}
+    if not mats:
+        out["note"] = "no model has a result on every task yet"
+        return out
+
+    def agg(x: np.ndarray) -> np.ndarray:
+        return np.array([metrics.aggregate_iqm(x), metrics.aggregate_mean(x),
+                         metrics.aggregate_optimality_gap(x, gamma=OPTIMAL)])
+
+    with _quiet():
+        point, ci = rly.get_interval_estimates(mats, agg, reps=reps, random_state=np.random.RandomState(seed))
+    for model, m in mats.items():
+        out["models"][model] = {"runs": int(m.shape[0]), **{
+            name: {"point": float(point[model][i]), "ci": [float(ci[model][0, i]), float(ci[model][1, i])]}
+            for i, name in enumerate(("iqm", "mean", "optimality_gap"))}}
+    ref = reference if reference in mats else None
+    if reference and ref is None:
+        out["probability_of_improvement_note"] = f"reference {reference} has no result on every task yet"
+    if ref:
+        out["reference"] = ref
+        for model in mats:
+            if model == ref:
+                continue
+            with _quiet():
+                p, pci = rly.get_interval_estimates({model: (mats[model], mats[ref])},
+                                                    metrics.probability_of_improvement, reps=reps,
+                                                    random_state=np.random.RandomState(seed))
+            out["probability_of_improvement"][model] = {"point": float(p[model]),
+                                                        "ci": [float(v) for v in np.ravel(pci[model])[:2]]}
+    out["_matrices"] = mats  # for the plots; dropped before writing JSON
+    return out
+
+
+def _plots(agg: dict[str, Any], out_dir: Path, labels: dict[str, str], reps: int) -> dict[str, str]:
+    """Aggregate-interval plot and performance profile as PNG (matplotlib Agg); {} when plotting is not possible."""
+    mats = agg.get("_matrices") or {}
+    if not mats:
+        return {}
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        from rliable import library as rly
+        from rliable import plot_utils
+    except ImportError:
+        return {}
+    names = [labels.get(m, m) for m in mats]
+    cmap = plt.get_cmap("tab10")
+    colors = {name: cmap(i % 10) for i, name in enumerate(names)}  # the same colour per model in both plots
+    files = {}
+    keys = ("iqm", "mean", "optimality_gap")
+    point = {labels.get(m, m): np.array([agg["models"][m][k]["point"] for k in keys]) for m in mats}
+    ci = {labels.get(m, m): np.array([[agg["models"][m][k]["ci"][j] for k in keys] for j in (0, 1)]) for m in mats}
+    fig, _ = plot_utils.plot_interval_estimates(point, ci, metric_names=["IQM", "Mean", "Optimality gap"],
+                                                algorithms=names, colors=colors, xlabel="D4RL-normalized score",
+                                                xlabel_y_coordinate=-0.55 / (0.37 * len(names)))
+    path = out_dir / "aggregate_intervals.png"
+    fig.savefig(path, bbox_inches="tight", dpi=120)
+    plt.close(fig)
+    files["aggregate_intervals"] = path.name
+    scores = {labels.get(m, m): v for m, v in mats.items()}
+    high = max(OPTIMAL, float(max(v.max() for v in scores.values())))
+    low = min(0.0, float(min(v.min() for v in scores.values())))
+    taus = np.linspace(math.floor(low / 10) * 10, math.ceil(high / 10) * 10, 101)
+    with _quiet():
+        profiles, profile_cis = rly.create_performance_profile(scores, taus, reps=reps)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    plot_utils.plot_performance_profiles(profiles, taus, performance_profile_cis=profile_cis, ax=ax, colors=colors,
+                                         xlabel=r"D4RL-normalized score ($\tau$)",
+                                         ylabel=r"Fraction of runs with score $> \tau$")
+    from matplotlib.lines import Line2D
+
+    ax.legend([Line2D([0], [0], color=colors[n], lw=2) for n in scores], list(scores), loc="upper right",
+              fontsize="small")
+    path = out_dir / "performance_profile.png"
+    fig.savefig(path, bbox_inches="tight", dpi=120)
+    plt.close(fig)
+    files["performance_profile"] = path.name
+    return files
+
+
+def build_report(rows: Sequence[dict[str, Any]], out_dir: Path, *, title: str = "sweep",
+                 model_order: Sequence[str] | None = None, task_order: Sequence[str] | None = None,
+                 labels: dict[str, str] | None = None, reference: str | None = None, reps: int = 2000,
+                 seed: int = 0, plots: bool = True) -> dict[str, Any]:
+    """Compute the report from results rows (the last row of each cell counts) and write report.md, report.json
+    and the plots into `out_dir`; returns the report as a dict (its markdown under "markdown")."""
+    latest = {(r["task"], r["model"], int(r["seed"])): r for r in rows}
+    rows = list(latest.values())
+    labels = {**{r["model"]: r.get("label") or r["model"] for r in rows}, **(labels or {})}
+    tasks = _order(list(dict.fromkeys(r["task"] for r in rows)), task_order)
+    models = _order(list(dict.fromkeys(r["model"] for r in rows)), model_order)
+    bc = next((r["model"] for r in rows if r.get("backbone") == "mlp-bc"), None)
+    if bc in models:  # BC sits next to the data, before the sequence models
+        models = [bc] + [m for m in models if m != bc]
+    table = per_task(rows, tasks, models)
+    agg = aggregates(table, tasks, models, reference=reference, reps=reps, seed=seed) if tasks else \
+        {"available": False, "note": "no results yet"}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files = _plots(agg, out_dir, labels, reps) if plots and agg.get("available") else {}
+    agg.pop("_matrices", None)
+    sources = sorted({str(r.get("data_source")) for r in rows})
+    comparable = sorted({{True: "yes", False: "no"}.get(r.get("comparable_with_d4rl"), "unknown") for r in rows})
+    report = {"title": title, "cells": len(rows), "tasks": tasks, "models": models, "labels": labels, "bc": bc,
+              "data_sources": sources, "comparable_with_d4rl": comparable,
+              "score": "D4RL-normalized (x100: 0 = random, 100 = expert), recomputed from raw returns",
+              "per_task": table, "aggregate": agg, "plots": files}
+    report["markdown"] = markdown(report)
+    (out_dir / "report.md").write_text(report["markdown"])
+    write_json(out_dir / "report.json", {k: v for k, v in report.items() if k != "markdown"})
+    return report
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """The report as markdown: a per-task table, the aggregate table, probability of improvement, the plots."""
+    labels, tasks, models, table = report["labels"], report["tasks"], report["models"], report["per_task"]
+    n_max = max([s["n"] for t in table.values() for s in t["models"].values()] or [0])
+    lines = [f"# {report['title']}: results", ""]
+    lines.append(f"{report['cells']} finished cells. Scores: {report['score']}; one cell's score is the mean over "
+                 f"its final evaluation's episodes. Data: {', '.join(report['data_sources'])}"
+                 + (" (comparable with published D4RL v2 numbers: "
+                    f"{', '.join(report['comparable_with_d4rl'])})." if report["comparable_with_d4rl"] else "."))
+    if not tasks:
+        return "\n".join(lines + ["", "No results yet."]) + "\n"
+    lines += ["", f"## Per task: mean over seeds [95% t-interval] ({n_max} seeds unless marked n=k)", ""]
+    header = ["task", "data"] + [labels.get(m, m) + (" (BC)" if m == report["bc"] and "bc" not in
+                                                     labels.get(m, m).lower() else "") for m in models]
+    lines.append("| " + " | ".join(header) + " |")
+    lines.append("|---|" + "---:|" * (len(header) - 1))
+    for task in tasks:
+        t = table[task]
+        data = "-" if t["dataset"] is None else f"{t['dataset']:.1f}"
+        if t["dataset_values_differ"] or len(t["data_sources"]) > 1:
+            data += " (mixed data)"
+        lines.append("| " + " | ".join([task, data] + [_fmt(t["models"].get(m), n_max) for m in models]) + " |")
+    lines += ["", "\"data\" is the dataset's own mean episode return, normalized the same way."]
+    agg = report["aggregate"]
+    lines += ["", "## Across tasks", ""]
+    if not agg.get("available"):
+        lines.append(f"Aggregates not computed: {agg.get('note')}.")
+        return "\n".join(lines) + "\n"
+    lines.append(f"rliable, {len(agg['tasks'])} tasks, 95% stratified-bootstrap intervals ({agg['reps']} "
+                 f"resamples of the runs within each task). Optimality gap: mean shortfall below {OPTIMAL:g}.")
+    if agg.get("note"):
+        lines += ["", agg["note"] + "."]
+    if agg["models"]:
+        lines += ["", "| model | runs per task | IQM | mean | optimality gap |", "|---|---:|---:|---:|---:|"]
+        for m, s in agg["models"].items():
+            cells = [f"{s[k]['point']:.1f} [{s[k]['ci'][0]:.1f}, {s[k]['ci'][1]:.1f}]"
+                     for k in ("iqm", "mean", "optimality_gap")]
+            lines.append(f"| {labels.get(m, m)} | {s['runs']} | " + " | ".join(cells) + " |")
+    for m, why in agg.get("excluded", {}).items():
+        lines.append(f"\n{labels.get(m, m)} is left out of the aggregates: {why}.")
+    if agg.get("probability_of_improvement"):
+        ref = labels.get(agg["reference"], agg["reference"])
+        lines += ["", f"Probability of improvement over {ref} (P(X > {ref}): the chance that a run of X on a random "
+                      f"task scores higher than a run of {ref}; 0.5 = no difference):", "",
+                  f"| X | P(X > {ref}) |", "|---|---:|"]
+        for m, s in agg["probability_of_improvement"].items():
+            lines.append(f"| {labels.get(m, m)} | {s['point']:.2f} [{s['ci'][0]:.2f}, {s['ci'][1]:.2f}] |")
+    elif agg.get("probability_of_improvement_note"):
+        lines += ["", f"Probability of improvement not computed: {agg['probability_of_improvement_note']}."]
+    plots = report.get("plots") or {}
+    if plots:
+        lines += [""] + [f"![{name}]({path})" for name, path in plots.items()]
+    return "\n".join(lines) + "\n"
+
+
+def report_from_file(results: Path, out_dir: Path, **kwargs: Any) -> dict[str, Any]:
+    """`build_report` on a results.jsonl file."""
+    from .runner import read_results
+
+    return build_report(read_results(results), out_dir, **kwargs)
+

@@ -1,0 +1,237 @@
+"""sweep_agents: a tiny spec end to end (local executor, resume, dry run, Ray) and the report on known numbers."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_data_helpers import episode_arrays, write_file
+
+from decision_minrnn.cli.sweep import main as sweep_main
+from decision_minrnn.sweep.cells import parse_only, plan_cells, select_cells
+from decision_minrnn.sweep.report import build_report, t_quantile
+from decision_minrnn.sweep.runner import plan, read_results
+from decision_minrnn.sweep.spec import load_spec, spec_names
+from decision_minrnn.tasks import normalized_score, resolve_task
+
+BIN = Path(sys.executable).parent
+TASKS = ["hopper-medium", "walker2d-medium"]
+TINY = {"d_model": 16, "n_layers": 1, "batch_size": 4, "context_len": 5, "steps": 6, "dropout": 0.0,
+        "log_every": 2, "checkpoint_every": 3, "eval_every": 0}
+
+
+@pytest.fixture
+def tiny_spec(tmp_path):
+    """2 tasks x 2 models x 2 seeds, 6 training steps, 2 evaluation episodes; synthetic D4RL files."""
+    for i, task in enumerate(TASKS):
+        arrays = episode_arrays(task, [40, 25, 60], ["terminal", "timeout", "terminal"], seed=i)
+        arrays["observations"][:, 0] = np.sin(np.arange(len(arrays["rewards"])))  # keep the states O(1)
+        env = resolve_task(task).env.name
+        write_file(Path(os.environ["D4RL_DATASET_DIR"]) / f"{env}_medium-v2.hdf5", arrays)
+    spec = {
+        "name": "tiny", "tasks": TASKS, "seeds": [0, 1], "data_source": "d4rl", "overrides": TINY,
+        "models": [{"name": "mingru", "label": "minGRU", "config": "quick", "backbone": "mingru"},
+                   {"name": "bc", "label": "MLP-BC", "config": "quick", "backbone": "mlp-bc"}],
+        "order": [["bc"], ["mingru"]],
+        "protocol": {"eval_episodes": 2, "eval_num_envs": 2},
+        "cost": {"source": "made up for the test", "cpu_minutes": {"mingru": 2, "bc": 1}},
+        "report": {"reference": "bc"},
+    }
+    path = tmp_path / "tiny.json"
+    path.write_text(json.dumps(spec))
+    return path
+
+
+def rows_by_key(out):
+    rows = read_results(out / "results.jsonl")
+    return {(r["task"], r["model"], r["seed"]): r for r in rows}, rows
+
+
+def test_shipped_specs_load_and_order():
+    assert {"hopper-medium", "d4rl-nine", "d4rl-nine-dt"} <= set(spec_names())
+    nine = load_spec("d4rl-nine")
+    assert len(nine.tasks) == 9 and len(nine.models) == 7 and nine.seeds == (0, 1, 2)
+    cells = plan_cells(nine)
+    assert len(cells) == 189
+    # minGRU, DT and BC on every task and seed before any other model; seeds are the outer loop inside a group
+    assert {c.model.name for c in cells[:81]} == {"mingru", "dt", "bc"}
+    assert {c.model.name for c in cells[81:135]} == {"minlstm", "transformer"}
+    assert [c.seed for c in cells[:27]] == [0] * 27
+    dt = load_spec("d4rl-nine-dt")
+    assert dt.seeds == (0, 1, 2, 3, 4) and dt.model("dt").config == "transformer"
+    some = select_cells(cells, parse_only([["model=mingru,dt", "seed=0"], ["task=hopper-medium"]]))
+    assert len(some) == 18 + 21 - 2  # the union: hopper-medium mingru/dt seed0 is in both
+
+
+def test_dry_run_lists_cells_commands_and_estimate(tiny_spec):
+    proc = subprocess.run([str(BIN / "sweep_agents"), str(tiny_spec), "--dry-run", "--out", "sw"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    cell_lines = [ln for ln in lines if "train_agent --env" in ln]
+    assert len(cell_lines) == 8
+    assert cell_lines[0].split()[:4] == ["hopper-medium", "bc", "seed0", "new"]  # BC's group first
+    assert "--set eval_episodes=2" in cell_lines[0] and "--out sw/cells/hopper-medium/bc/seed0" in cell_lines[0]
+    assert "estimated CPU time for 8 cells: 12 core-minutes" in proc.stdout
+    assert "source: made up for the test" in proc.stdout
+    bad = subprocess.run([str(BIN / "sweep_agents"), str(tiny_spec), "--dry-run", "--only", "model=gru"],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "matches no cell" in bad.stderr
+
+
+def test_local_sweep_resumes_and_skips_finished_cells(tiny_spec):
+    out = Path("sw")
+    common = [str(tiny_spec), "--out", str(out), "--no-progress"]
+    assert sweep_main([*common, "--only", "task=hopper-medium", "--jobs", "2"]) == 0
+    done, rows = rows_by_key(out)
+    assert len(rows) == 4 and {k[0] for k in done} == {"hopper-medium"}
+    first = {k: (out / r["cell_dir"] / "model.safetensors").stat().st_mtime_ns for k, r in done.items()}
+
+    # An interrupted walker cell: trained to its checkpoint at step 3 of 6, then "killed" (weights, metrics gone).
+    spec = load_spec(tiny_spec)
+    cell = next(c for c in plan_cells(spec) if c.key == ("walker2d-medium", "mingru", 0))
+    argv = next(p.argv for p in plan(spec, out)[0] if p.cell.key == cell.key)
+    subprocess.run([str(BIN / "train_agent"), *argv, "--set", "steps=3"], check=True, capture_output=True)
+    killed = out / cell.rel_dir
+    (killed / "model.safetensors").unlink()
+    (killed / "metrics.json").unlink()
+    # A cell killed before its first checkpoint: only run.json (train_agent alone would refuse the folder).
+    early = out / "cells" / "walker2d-medium" / "bc" / "seed1"
+    early.mkdir(parents=True)
+    (early / "run.json").write_text("{}")
+
+    assert sweep_main([*common, "--jobs", "2"]) == 0
+    done, rows = rows_by_key(out)
+    assert len(rows) == 8 and len(done) == 8
+    for k, mtime in first.items():  # finished cells were skipped, not retrained
+        assert (out / done[k]["cell_dir"] / "model.safetensors").stat().st_mtime_ns == mtime
+        assert (out / done[k]["cell_dir"] / "sweep.log").read_text().count("train_agent --env") == 1
+    log = (killed / "sweep.log").read_text()
+    assert "--resume" in log and "from step 3" in log and done[cell.key]["actions"] == ["resume"]
+    assert done[("walker2d-medium", "bc", 1)]["actions"] == ["restart"]
+    assert "restarting cleanly" in (early / "sweep.log").read_text()
+
+    for (task, model, seed), r in done.items():
+        assert len(r["returns"]) == 2 and len(r["lengths"]) == 2 and r["episodes"] == 2
+        assert math.isclose(r["normalized_mean"], float(np.mean(normalized_score(task, r["returns"]))), rel_tol=1e-9)
+        assert r["data_source"] == "d4rl" and "data_version" in r and r["rollout"] in ("recurrent", "window")
+        assert r["env_seeds"] and r["eval_seed"] is not None and r["dataset_return_normalized_mean"] is not None
+        config = json.loads((out / r["cell_dir"] / "config.json").read_text())["config"]
+        canonical = json.dumps(config, sort_keys=True, separators=(",", ":"))
+        assert r["config_hash"] == hashlib.sha256(canonical.encode()).hexdigest()
+        assert config["steps"] == 6 and config["d_model"] == 16 and config["backbone"] == {"mingru": "mingru",
+                                                                                               "bc": "mlp-bc"}[model]
+        assert r["code_version"]["decision_minrnn"] and r["wall_s"] > 0
+    # Everything done: a rerun runs nothing, and the report works on the real rows.
+    assert sweep_main([*common]) == 0
+    assert len(read_results(out / "results.jsonl")) == 8
+    assert sweep_main([*common, "--report", "--reps", "20", "--no-plots"]) == 0
+    text = (out / "report.md").read_text()
+    assert "| hopper-medium |" in text and "| walker2d-medium |" in text
+
+
+def test_ray_executor_on_a_local_cluster(tiny_spec):
+    ray = pytest.importorskip("ray")
+    keep = ("HOME", "XDG_CACHE_HOME", "DECISION_MINRNN_CACHE", "D4RL_DATASET_DIR", "MINARI_DATASETS_PATH",
+            "DECISION_MINRNN_D4RL_URL", "MUJOCO_GL", "MPLCONFIGDIR", "TORCH_HOME")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=80 * 2**20,
+             runtime_env={"env_vars": {k: os.environ[k] for k in keep}})
+    try:
+        out = Path("sw-ray").resolve()
+        assert sweep_main([str(tiny_spec), "--out", str(out), "--executor", "ray", "--only", "seed=0",
+                           "task=hopper-medium", "--no-progress"]) == 0
+    finally:
+        ray.shutdown()
+    done, rows = rows_by_key(out)  # written by the driver from what the Ray tasks returned
+    assert set(done) == {("hopper-medium", "bc", 0), ("hopper-medium", "mingru", 0)}
+    assert all(len(r["returns"]) == 2 and r["actions"] == ["train"] and r["host"] for r in rows)
+
+
+def _rows(scores: dict, dataset: dict) -> list[dict]:
+    """Results rows whose returns have exactly the given normalized scores (per task, model: one list per seed)."""
+    rows = []
+    for (task, model), per_seed in scores.items():
+        env = resolve_task(task).env
+        for seed, episode_scores in enumerate(per_seed):
+            returns = [env.random_return + s / 100 * (env.expert_return - env.random_return) for s in episode_scores]
+            rows.append({"task": task, "model": model, "seed": seed, "returns": returns, "normalized_mean": 999.0,
+                         "backbone": {"bc": "mlp-bc"}.get(model, "transformer"), "data_source": "d4rl",
+                         "comparable_with_d4rl": True,
+                         "dataset_return_raw_mean": env.random_return + dataset[task] / 100 * (
+                             env.expert_return - env.random_return)})
+    return rows
+
+
+SCORES = {  # normalized scores of each episode, per (task, model), one list per seed
+    ("hopper-medium", "dt"): [[60, 70], [50, 50], [40, 44]],  # seed means 65, 50, 42
+    ("hopper-medium", "bc"): [[50], [52], [54]],
+    ("walker2d-medium", "dt"): [[70], [72], [74]],
+    ("walker2d-medium", "bc"): [[30], [31], [35]],
+    ("hopper-medium", "mingru"): [[90], [95], [100]],
+    ("walker2d-medium", "mingru"): [[80], [85], [75]],
+}
+DATA = {"hopper-medium": 45.0, "walker2d-medium": 60.0}
+
+
+def test_report_per_task_by_hand_without_rliable(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "rliable", None)  # as if not installed (as in CI): the per-task table works,
+    monkeypatch.setitem(sys.modules, "scipy", None)  # with the t table when scipy is missing too
+    rep = build_report(_rows(SCORES, DATA), tmp_path / "r", model_order=["mingru", "dt", "bc"], reference="dt")
+    hop = rep["per_task"]["hopper-medium"]
+    assert hop["dataset"] == pytest.approx(45.0)
+    dt = hop["models"]["dt"]
+    x = np.array([65.0, 50.0, 42.0])  # scores from the raw returns, not the rows' bogus normalized_mean
+    half = 4.302652729911275 * x.std(ddof=1) / math.sqrt(3)  # t quantile 0.975 with 2 degrees of freedom
+    assert dt["mean"] == pytest.approx(x.mean()) and dt["n"] == 3 and dt["seeds"] == {0: 65.0, 1: 50.0, 2: 42.0}
+    assert dt["ci"] == pytest.approx([x.mean() - half, x.mean() + half], rel=1e-4)  # scipy or the table
+    assert rep["models"] == ["bc", "mingru", "dt"]  # BC next to the data, then the spec's order
+    md = (tmp_path / "r" / "report.md").read_text()
+    assert f"| hopper-medium | 45.0 | 52.0 [{52 - 4.3027 * 2 / math.sqrt(3):.1f}, " in md
+    assert not rep["aggregate"]["available"] and "install .[sweep]" in md
+
+
+def test_report_aggregates_by_hand(tmp_path):
+    pytest.importorskip("rliable")
+    rep = build_report(_rows(SCORES, DATA), tmp_path / "r", model_order=["mingru", "dt", "bc"], reference="dt",
+                       reps=200)
+    agg = rep["aggregate"]
+    assert agg["available"] and agg["reps"] == 200
+    # IQM over minGRU's 6 runs x tasks: drop the lowest and highest (25% of 6, rounded down), mean of the rest
+    assert agg["models"]["mingru"]["iqm"]["point"] == pytest.approx(np.mean([80, 85, 90, 95]))
+    assert agg["models"]["mingru"]["mean"]["point"] == pytest.approx(np.mean([90, 95, 100, 80, 85, 75]))
+    assert agg["models"]["bc"]["optimality_gap"]["point"] == pytest.approx(100 - np.mean([50, 52, 54, 30, 31, 35]))
+    lo, hi = agg["models"]["mingru"]["iqm"]["ci"]
+    assert 75 <= lo <= agg["models"]["mingru"]["iqm"]["point"] <= hi <= 100
+    # P(X > DT), averaged over tasks: minGRU beats every DT run; BC vs DT on hopper: 5.5 of 9 pairs (a tie = 1/2)
+    assert agg["probability_of_improvement"]["mingru"]["point"] == pytest.approx(1.0)
+    assert agg["probability_of_improvement"]["bc"]["point"] == pytest.approx((5.5 / 9 + 0.0) / 2)
+    assert {"aggregate_intervals", "performance_profile"} <= set(rep["plots"])
+    assert (tmp_path / "r" / "performance_profile.png").stat().st_size > 1000
+    assert json.loads((tmp_path / "r" / "report.json").read_text())["aggregate"]["models"]["dt"]["runs"] == 3
+
+
+def test_t_quantile_table_matches_scipy(monkeypatch):
+    stats = pytest.importorskip("scipy.stats")
+    exact = {d: float(stats.t.ppf(0.975, d)) for d in range(1, 31)}
+    monkeypatch.setitem(sys.modules, "scipy", None)
+    for d, q in exact.items():
+        assert t_quantile(d) == pytest.approx(q, abs=1e-3)
+    assert t_quantile(45) >= float(stats.t.ppf(0.975, 45))  # rounded down: never narrower
+
+
+def test_only_a_changed_config_restarts_a_resumable_folder(tmp_path):
+    from decision_minrnn.sweep.executors import _refused_as_other_run
+
+    log = tmp_path / "sweep.log"
+    log.write_text("error: --resume: x holds a different run: lr 0.1 vs 0.2\n")
+    offset = log.stat().st_size
+    assert _refused_as_other_run(log, 0)
+    log.write_text(log.read_text() + "error: hopper_medium-v2.hdf5 is missing\n")
+    assert not _refused_as_other_run(log, offset)  # a missing dataset never costs the checkpoint
