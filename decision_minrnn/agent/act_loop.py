@@ -40,6 +40,27 @@ def check_autoreset_mode(env: Any) -> None:
             "stable-baselines3) or AutoresetMode.DISABLED (you reset finished envs yourself)")
 
 
+class RowState:
+    """What every policy state shares: one row per env, `returns_to_go` (N,) and `pending_reward` (N,) fields."""
+
+    returns_to_go: np.ndarray
+    pending_reward: np.ndarray
+
+    @property
+    def num_envs(self) -> int:
+        return len(self.returns_to_go)
+
+    def add_reward(self, reward: Any) -> None:
+        """Record rewards received since the last action (in place)."""
+        r = np.asarray(reward, dtype=np.float64).reshape(-1)
+        if r.shape != (self.num_envs,):
+            raise ValueError(f"reward must have one value per env ({self.num_envs}), got shape {np.shape(reward)}")
+        if not np.isfinite(r).all():
+            raise ValueError(f"reward of row(s) {np.flatnonzero(~np.isfinite(r)).tolist()[:8]} is NaN or inf: "
+                             "refused, since it would poison the return-to-go of that env until its next reset")
+        self.pending_reward += r
+
+
 class ActObserveLoop:
     """`reset` / `act` / `observe` for a user's loop, over the subclass's `initial_state(n)` and
     `predict(obs, state, episode_start) -> (action, state)` (which sets `last_state`)."""

@@ -35,7 +35,7 @@ from ..devices import resolve_device
 from ..errors import UserInputError
 from ..nn.backbones.base import BackboneState
 from ..training.config import ROLLOUTS
-from .act_loop import ActObserveLoop
+from .act_loop import ActObserveLoop, RowState
 from .folder import AgentMeta, load_agent
 
 
@@ -56,7 +56,7 @@ class WindowHistory:
 
 
 @dataclass
-class PolicyState:
+class PolicyState(RowState):
     """Everything a Policy carries between actions, one row per environment (stable-baselines3's `state`).
 
     `returns_to_go` is R of the last action taken (before the first: target / return_scale); `pending_reward` is the
@@ -72,20 +72,6 @@ class PolicyState:
     has_prev: np.ndarray  # (N,) bool: the row has acted in this episode
     pending_reward: np.ndarray  # (N,) float64
     history: WindowHistory | None  # window rollouts only
-
-    @property
-    def num_envs(self) -> int:
-        return len(self.returns_to_go)
-
-    def add_reward(self, reward: Any) -> None:
-        """Record rewards received since the last action (in place)."""
-        r = np.asarray(reward, dtype=np.float64).reshape(-1)
-        if r.shape != (self.num_envs,):
-            raise ValueError(f"reward must have one value per env ({self.num_envs}), got shape {np.shape(reward)}")
-        if not np.isfinite(r).all():
-            raise ValueError(f"reward of row(s) {np.flatnonzero(~np.isfinite(r)).tolist()[:8]} is NaN or inf: "
-                             "refused, since it would poison the return-to-go of that env until its next reset")
-        self.pending_reward += r
 
 
 class CompiledCall:

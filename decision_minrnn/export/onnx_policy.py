@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from ..agent.act_loop import ActObserveLoop
+from ..agent.act_loop import ActObserveLoop, RowState
 from ..errors import UserInputError
 from ..tasks import EnvSpec, get_env_spec, resolve_task
 
@@ -126,7 +126,7 @@ class ExportedMeta:
 
 
 @dataclass
-class OnnxPolicyState:
+class OnnxPolicyState(RowState):
     """Everything an OnnxPolicy carries between actions, one row per environment.
 
     Unlike the torch `PolicyState`, `returns_to_go` is in RAW reward units (what the graph takes): the return still to
@@ -140,17 +140,6 @@ class OnnxPolicyState:
     has_prev: np.ndarray  # (N,) bool
     pending_reward: np.ndarray  # (N,) float64
     tensors: dict[str, np.ndarray]  # state input name -> (N, ...) array
-
-    @property
-    def num_envs(self) -> int:
-        return len(self.returns_to_go)
-
-    def add_reward(self, reward: Any) -> None:
-        """Record rewards received since the last action (in place)."""
-        r = np.asarray(reward, dtype=np.float64).reshape(-1)
-        if r.shape != (self.num_envs,):
-            raise ValueError(f"reward must have one value per env ({self.num_envs}), got shape {np.shape(reward)}")
-        self.pending_reward += r
 
 
 class OnnxPolicy(ActObserveLoop):
