@@ -38,6 +38,15 @@ def per_action_us(act, obs: np.ndarray, steps: int, repeats: int, warmup: int = 
     return out
 
 
+def _shown(path: Path) -> str:
+    """The agent's path relative to the repository when it lies inside it (results hold no home folders)."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        return str(path.resolve().relative_to(root))
+    except ValueError:
+        return str(path)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--agent", type=Path, default=Path(__file__).resolve().parents[1] / "agents/hopper-medium/mingru")
@@ -52,10 +61,13 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from decision_minrnn.agent.policy import load_policy
+    from decision_minrnn.bench.machine import describe, load_average, other_cpus_now, summary_line
     from decision_minrnn.export.onnx import export_onnx
     from decision_minrnn.export.onnx_policy import OnnxPolicy
 
     torch.set_num_threads(args.threads)
+    machine = describe(args.threads, "cpu")  # date, CPU, load average and what else ran, before and after
+    machine.update(load_before=load_average(), other_cpus_before=other_cpus_now())
     tmp = Path(tempfile.mkdtemp(prefix="onnx-act-"))
     export = export_onnx(args.agent, tmp / "policy.onnx", opset=args.opset)
     spec = export.spec
@@ -101,16 +113,18 @@ def main(argv: list[str] | None = None) -> int:
         times = per_action_us(fn, obs, args.steps, args.repeats)
         results[name] = {"median_us": statistics.median(times), "min_us": min(times), "repeats_us": times}
 
+    machine["load_after"] = load_average()
     eager = results["torch Policy.act (eager)"]["median_us"]
     print(f"{args.agent} ({spec['backbone']}/{spec['layout']}, d_model {spec['agent']['config']['d_model']}, "
           f"{spec['agent']['config']['n_layers']} layers), batch 1, {args.threads} threads, {args.steps} actions x "
           f"{args.repeats} repeats; opset {args.opset}, onnxruntime {ort.__version__}, torch {torch.__version__}")
+    print(f"machine: {summary_line(machine)}")
     for name, r in results.items():
         print(f"  {name:26s} median {r['median_us']:8.1f} us/action  (min {r['min_us']:7.1f})  "
               f"{r['median_us'] / eager:5.2f}x eager")
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"agent": str(args.agent), "threads": args.threads, "steps": args.steps,
+        args.json.write_text(json.dumps({"agent": _shown(args.agent), "machine": machine, "threads": args.threads, "steps": args.steps,
                                          "repeats": args.repeats, "onnxruntime": ort.__version__,
                                          "torch": torch.__version__, "results": results}, indent=2) + "\n")
     return 0
