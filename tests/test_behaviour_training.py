@@ -9,7 +9,7 @@ import numpy as np
 from decision_minrnn.behaviour.actor import load_actor
 from decision_minrnn.behaviour.layout import expand_stream
 from decision_minrnn.behaviour.sac_training import default_run_dir, train_behaviour
-from decision_minrnn.behaviour.shipping import import_behaviour
+from decision_minrnn.behaviour.shipping import import_behaviour, medium_rank
 from decision_minrnn.cli.collect import main
 from decision_minrnn.paths import behaviour_run_dir
 from decision_minrnn.tasks import get_env_spec
@@ -49,3 +49,14 @@ def test_train_resume_and_ship(tmp_path):
         assert z["observations"].dtype == np.float16 and len(z["rewards"]) == medium
     assert {p.name for p in dest.iterdir()} == {"card.json", "actor_medium.safetensors", "actor_expert.safetensors",
                                                  "medium_replay.npz"}
+
+
+def test_medium_choice_prefers_spread_within_tolerance():
+    """Within 5 points of the target the widest set wins, even over a closer mean; outside it, the closest mean."""
+    target = 45.0
+    narrow_exact = {"normalized": 45.0, "return_std": 150.0}
+    wide_near = {"normalized": 41.0, "return_std": 400.0}
+    far_wide = {"normalized": 30.0, "return_std": 900.0}
+    far_close = {"normalized": 38.0, "return_std": 10.0}
+    ranked = sorted([narrow_exact, far_wide, wide_near, far_close], key=lambda s: medium_rank(s, target))
+    assert ranked == [wide_near, narrow_exact, far_close, far_wide]

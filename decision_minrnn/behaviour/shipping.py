@@ -37,6 +37,7 @@ from .vector import Policy, measure_returns
 # D4RL's medium level per environment: D4RL-normalized score of the behaviour policy's sampled actions.
 MEDIUM_TARGETS = {"halfcheetah": 40.0, "hopper": 45.0, "walker2d": 60.0}
 FINALISTS = 3
+MEDIUM_TOLERANCE = 5.0  # normalized points: the data-v2 target for a medium set's mean
 
 
 def _log(msg: str) -> None:
@@ -64,6 +65,13 @@ def _sampled(env: EnvSpec, actor: SACActor, episodes: int, seed: list[int]) -> d
     return _stats(env, SampledPolicy(actor, np.random.default_rng([*seed, 1])), episodes, seed)
 
 
+def medium_rank(stats: dict[str, Any], target: float) -> tuple[float, ...]:
+    """Sort key of a medium candidate: within MEDIUM_TOLERANCE of the target, the widest spread of returns first
+    (D4RL's medium sets are wide: a narrow one is won by a policy that merely stays up); otherwise the closest mean."""
+    miss = abs(stats["normalized"] - target)
+    return (0.0, -stats["return_std"]) if miss <= MEDIUM_TOLERANCE else (1.0, miss)
+
+
 def select_snapshots(
     env: EnvSpec, snaps: dict[int, Path], stream_rows: int, *, screen_episodes: int, finalist_episodes: int, seed: int
 ) -> tuple[dict[str, int], list[dict[str, Any]]]:
@@ -77,7 +85,7 @@ def select_snapshots(
     replayable = [s for s in screening if s["step"] < stream_rows]  # medium-replay must be cut at medium's step
     if not replayable:
         raise UserInputError(f"no snapshot lies within the {stream_rows}-row training stream")
-    distance = {"medium": lambda st: abs(st["normalized"] - target), "expert": lambda st: -st["return_mean"]}
+    distance = {"medium": lambda st: medium_rank(st, target), "expert": lambda st: (-st["return_mean"],)}
     pools = {"medium": replayable, "expert": screening}
     chosen = {}
     for role in ROLES:
@@ -96,7 +104,7 @@ def _shortfall_notes(
 ) -> list[str]:
     """Say plainly when the medium policy misses its target, and what the neighbouring snapshots scored."""
     target, got, step = MEDIUM_TARGETS[env.name], medium["sampled"]["normalized"], medium["training_steps"]
-    if abs(got - target) <= 5.0 or not screening:
+    if abs(got - target) <= MEDIUM_TOLERANCE or not screening:
         return []
     around = [s for s in screening if s["step"] < step][-1:] + [s for s in screening if s["step"] > step][:1]
     return [f"medium scores {got:.1f} (sampled actions) against a target of {target:.0f}: no snapshot within the "
@@ -180,8 +188,9 @@ def import_behaviour(
             "how": (
                 "SAC (stable-baselines3 defaults) trained online on the v5 env. Every snapshot screened with "
                 f"{screen_episodes} episodes of sampled actions, the {FINALISTS} best candidates per role re-measured "
-                f"on {card_episodes}; medium = closest to the target D4RL-normalized score among the snapshots the "
-                "training stream reaches, expert = best sampled return. The chosen ones measured again on "
+                f"on {card_episodes}; medium = among the snapshots the training stream reaches, the widest spread of "
+                f"returns within {MEDIUM_TOLERANCE:g} points of the target D4RL-normalized score (the closest mean "
+                "if none is within), expert = best sampled return. The chosen ones measured again on "
                 f"{card_episodes} fresh episodes (sampled and deterministic actions) with the float16 weights "
                 "that ship."
             ),
