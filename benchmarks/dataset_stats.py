@@ -25,7 +25,7 @@ from typing import Any
 
 from decision_minrnn import __version__
 from decision_minrnn.behaviour.regenerate import regenerated_dataset_path
-from decision_minrnn.data.d4rl import DATA_VERSION, read_d4rl_hdf5, regenerated_data_version
+from decision_minrnn.data.d4rl import DATA_VERSION, read_d4rl_hdf5
 from decision_minrnn.data.statistics import (
     TARGETS,
     compare,
@@ -37,6 +37,7 @@ from decision_minrnn.data.statistics import (
 )
 from decision_minrnn.io import write_json
 from decision_minrnn.tasks import resolve_task, task_names
+from decision_minrnn.workflows.datasets import stale_regenerated
 
 SHORT = {  # target -> column label in the markdown table
     "mean_within_5_points": "mean",
@@ -47,9 +48,9 @@ SHORT = {  # target -> column label in the markdown table
 
 
 def ensure_regenerated(task: str, seed: int, transitions: int | None) -> Path:
-    """The cached regenerated file of `task`, built with `collect_dataset` if missing or of an older data version."""
+    """The cached regenerated file of `task`, built with `collect_dataset` if missing or stale (`stale_regenerated`)."""
     path = regenerated_dataset_path(task, seed, transitions)
-    if path.exists() and regenerated_data_version(path) == DATA_VERSION:
+    if path.exists() and stale_regenerated(path, resolve_task(task)) is None:
         return path
     cmd = [sys.executable, "-m", "decision_minrnn.cli.collect", task, "--seed", str(seed), "--quiet"]
     if transitions is not None:

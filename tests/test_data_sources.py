@@ -11,6 +11,7 @@ import pytest
 from test_data_helpers import episode_arrays, write_file
 from test_data_minari import create_minari
 
+from decision_minrnn.behaviour.shipped import behaviour_fingerprint
 from decision_minrnn.data import d4rl_file_path
 from decision_minrnn.errors import DatasetError, RunFailure, UserInputError
 from decision_minrnn.paths import regenerated_dataset_dir
@@ -41,7 +42,7 @@ def fake_regenerate(monkeypatch):
         calls.append(task.name)
         path = regenerated_dataset_path(task)
         attrs = {"decision_minrnn_regenerated": True, "data_version": 2, "task": task.name, "env_id": "Hopper-v5",
-                 "seed": seed}
+                 "seed": seed, "behaviour_sha256": behaviour_fingerprint(task.env, task.quality)}
         return write_file(path, episode_arrays(task.name, [9, 3], ["terminal", "timeout"]), attrs=attrs)
 
     monkeypatch.setattr(datasets, "regenerated_dataset_path", regenerated_dataset_path)
@@ -146,4 +147,33 @@ def test_a_cached_file_of_an_older_data_version_is_rebuilt(fake_regenerate, caps
                attrs={"decision_minrnn_regenerated": True, "task": "hopper-medium", "env_id": "Hopper-v5"})
     ds = load_dataset("hopper-medium", "regenerated", verbose=False)
     assert fake_regenerate.calls == ["hopper-medium"] and ds.num_episodes == 2
-    assert "older version; rebuilding it" in capsys.readouterr().err
+    assert "regenerated data of version 1; rebuilding it" in capsys.readouterr().err
+
+
+def test_a_cached_file_from_other_behaviour_policies_is_rebuilt_and_a_current_one_reused(fake_regenerate, capsys):
+    task = resolve_task("hopper-medium")
+    path = fake_regenerate.regenerated_dataset_path(task)
+    attrs = {"decision_minrnn_regenerated": True, "data_version": 2, "task": task.name, "env_id": "Hopper-v5",
+             "behaviour_sha256": "0" * 64}
+    write_file(path, episode_arrays("hopper-medium", [4], ["terminal"]), attrs=attrs)
+    ds = load_dataset("hopper-medium", "regenerated", verbose=False)
+    assert fake_regenerate.calls == ["hopper-medium"] and ds.num_episodes == 2
+    assert "other behaviour policies than the shipped ones; rebuilding it" in capsys.readouterr().err
+    load_dataset("hopper-medium", "regenerated", verbose=False)  # now current: read from the cache
+    assert fake_regenerate.calls == ["hopper-medium"]
+
+
+def test_the_fingerprint_follows_the_shipped_files_of_each_quality(tmp_path, monkeypatch):
+    from decision_minrnn.behaviour import shipped
+
+    env = resolve_task("hopper-medium").env
+    before = {q: behaviour_fingerprint(env, q) for q in ("random", "medium", "expert", "medium-expert", "medium-replay")}
+    assert len(set(before.values())) == 5
+    copy = tmp_path / "hopper"
+    copy.mkdir()
+    for f in shipped.behaviour_dir(env).iterdir():
+        (copy / f.name).write_bytes(f.read_bytes())
+    (copy / "actor_expert.safetensors").write_bytes(b"re-shipped")
+    monkeypatch.setattr(shipped, "behaviour_dir", lambda e: copy)
+    after = {q: behaviour_fingerprint(env, q) for q in before}
+    assert [q for q in before if before[q] != after[q]] == ["expert", "medium-expert"]

@@ -1,31 +1,39 @@
 """Behaviour held fixed across refactors: the golden run (tests/golden/golden_run.py) must reproduce its record.
 
-On the machine kind it was recorded on (same torch CPU capability and version) everything is bit-identical: the
-regenerated file's bytes, the trained weights' bytes and the evaluation returns. On another CPU, float rounding of
-the kernels may differ, so there the weights are compared by norm (1e-4 relative) and the returns are only reported.
+On a machine kind with a record (same CPU model, torch CPU capability and version) everything is bit-identical: the
+regenerated data (arrays and provenance), the trained weights' bytes and the evaluation returns. On a kind without
+one, float rounding of MuJoCo and of the kernels differs (Intel vs AMD at the same capability: weight norms 1e-3
+apart), so the weights are compared by norm within 2% of every record and the returns are only checked finite.
 """
 
 from __future__ import annotations
 
-import json
+import math
 
 import numpy as np
-import torch
-from golden.golden_run import GOLDEN, golden_run
+from golden.golden_run import golden_run, load_records, machine_kind
+
+OTHER_CPU_RTOL = 2e-2
 
 
 def test_golden_run_reproduces(tmp_path):
-    want = json.loads(GOLDEN.read_text())
+    records = load_records()
     got = golden_run(tmp_path)
-    same_machine = (got["cpu_capability"], got["torch"]) == (want["cpu_capability"], want["torch"])
-    if same_machine:
+    same = [r for r in records if machine_kind(r) == machine_kind(got)]
+    if same:
+        want = same[0]
         assert got["dataset_sha256"] == want["dataset_sha256"]
-    for name, w in want["models"].items():
-        g = got["models"][name]
-        assert sorted(g["weight_norms"]) == sorted(w["weight_norms"]), name
-        for k, v in w["weight_norms"].items():
-            assert np.isclose(g["weight_norms"][k], v, rtol=1e-4, atol=1e-6), (name, k, g["weight_norms"][k], v)
-        if same_machine:
+        for name, w in want["models"].items():
+            g = got["models"][name]
             assert g["weights_sha256"] == w["weights_sha256"], name
+            assert g["weight_norms"] == w["weight_norms"], name
             assert g["returns"] == w["returns"] and g["lengths"] == w["lengths"], name
-    assert torch.backends.cpu.get_cpu_capability() == got["cpu_capability"]
+        return
+    for want in records:
+        for name, w in want["models"].items():
+            g = got["models"][name]
+            assert sorted(g["weight_norms"]) == sorted(w["weight_norms"]), name
+            for k, v in w["weight_norms"].items():
+                assert np.isclose(g["weight_norms"][k], v, rtol=OTHER_CPU_RTOL, atol=1e-6), (
+                    name, k, g["weight_norms"][k], v, want.get("cpu"))
+            assert all(math.isfinite(r) for r in g["returns"]), name

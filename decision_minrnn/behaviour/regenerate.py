@@ -26,7 +26,7 @@ from ..paths import regenerated_dataset_dir
 from ..tasks import EnvSpec, Task, resolve_task
 from .actor import SampledPolicy, random_actor
 from .layout import D4RLArrays, expand_stream
-from .shipped import actor_file, load_behaviour_actor, load_card, load_replay_stream
+from .shipped import actor_file, behaviour_fingerprint, load_behaviour_actor, load_card, load_replay_stream
 from .vector import collect_transitions
 
 DEFAULT_TRANSITIONS = {"medium": 1_000_000, "expert": 1_000_000, "medium-expert": 2_000_000, "random": 1_000_000}
@@ -144,6 +144,7 @@ def _provenance(task: Task, data: D4RLArrays, parts: list[dict[str, Any]], seed:
     attrs = {
         "decision_minrnn_regenerated": True,
         "data_version": DATA_VERSION,
+        "behaviour_sha256": behaviour_fingerprint(task.env, task.quality),
         "task": task.name,
         "env_id": task.env.gym_id,
         "quality": task.quality,

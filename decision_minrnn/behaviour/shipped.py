@@ -7,6 +7,7 @@ snapshot, in the compact stream form of `layout.py`).
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -74,3 +75,18 @@ def load_replay_stream(env: EnvSpec) -> dict[str, np.ndarray]:
             return {k: z[k] for k in z.files}
     except Exception as e:  # noqa: BLE001 - zip and format errors of a damaged file
         raise DatasetError(f"{path}: cannot read the stream ({e})") from None
+
+
+def behaviour_files(quality: str) -> tuple[str, ...]:
+    """The shipped files a quality's regenerated data is made from (`random` uses none: its actor is seeded)."""
+    return {"random": (), "medium": (actor_file("medium"),), "expert": (actor_file("expert"),),
+            "medium-expert": (actor_file("medium"), actor_file("expert")), "medium-replay": (REPLAY,)}[quality]
+
+
+def behaviour_fingerprint(env: EnvSpec, quality: str) -> str:
+    """sha256 over the shipped files behind one task's data: a cached regenerated file made from other behaviour
+    policies (an older checkout, a re-shipped actor) differs in it and is rebuilt instead of silently reused."""
+    digest = hashlib.sha256(quality.encode())
+    for name in behaviour_files(quality):
+        digest.update(_require(behaviour_dir(env) / name, env).read_bytes())
+    return digest.hexdigest()

@@ -79,16 +79,21 @@ def memory_gb() -> dict[str, float]:
         return {}
 
 
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo; the platform's processor string elsewhere)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
+
+
 def describe(threads: int, device: str) -> dict[str, Any]:
     """The machine record written next to every result (the run adds its load before and after)."""
     import numpy
     import torch
 
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        cpu = platform.processor() or platform.machine()
+    cpu = cpu_model()
     gpu = None
     if torch.cuda.is_available():
         props = torch.cuda.get_device_properties(0)

@@ -93,17 +93,23 @@ def _cap_timeouts(terminals: np.ndarray, max_steps: int) -> np.ndarray:
     return ((rows - segment_start + 1) % max_steps == 0) & ~terminals
 
 
-def regenerated_data_version(path: str | os.PathLike) -> int | None:
-    """The `data_version` of a regenerated file (1 when it predates the attribute), None for other files."""
+def regenerated_provenance(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The root attributes of a regenerated file (see `behaviour.regenerate`), None for other or unreadable files."""
     import h5py
 
     try:
         with h5py.File(path, "r") as f:
             if not bool(f.attrs.get(REGENERATED_ATTR, False)):
                 return None
-            return int(f.attrs.get("data_version", 1))
+            return {k: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()}
     except OSError:
         return None
+
+
+def regenerated_data_version(path: str | os.PathLike) -> int | None:
+    """The `data_version` of a regenerated file (1 when it predates the attribute), None for other files."""
+    attrs = regenerated_provenance(path)
+    return None if attrs is None else int(attrs.get("data_version", 1))
 
 
 def read_d4rl_hdf5(path: str | os.PathLike, task: str | Task) -> TrajectoryDataset:

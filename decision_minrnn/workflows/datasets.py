@@ -14,7 +14,8 @@ import sys
 from pathlib import Path
 
 from ..behaviour.regenerate import regenerate_dataset, regenerated_dataset_path
-from ..data.d4rl import DATA_VERSION, read_d4rl_hdf5, regenerated_data_version
+from ..behaviour.shipped import behaviour_fingerprint
+from ..data.d4rl import DATA_VERSION, read_d4rl_hdf5, regenerated_provenance
 from ..data.download import d4rl_file_path, download_d4rl
 from ..data.minari_source import minari_available, read_minari
 from ..data.trajectories import SOURCES, TrajectoryDataset
@@ -98,12 +99,26 @@ def _load_auto(task: Task, *, download: bool, verbose: bool) -> TrajectoryDatase
     return _load_regenerated(task)
 
 
+def stale_regenerated(path: Path, task: Task) -> str | None:
+    """Why a cached regenerated file must be rebuilt (another data version, or made from behaviour policies other
+    than the shipped ones), None when it is current or is not a regenerated file (the reader judges those)."""
+    attrs = regenerated_provenance(path) if path.exists() else None
+    if attrs is None:
+        return None
+    version = int(attrs.get("data_version", 1))
+    if version != DATA_VERSION:
+        return f"holds regenerated data of version {version}"
+    if attrs.get("behaviour_sha256") != behaviour_fingerprint(task.env, task.quality):
+        return "was made from other behaviour policies than the shipped ones"
+    return None
+
+
 def _load_regenerated(task: Task) -> TrajectoryDataset:
     """Load this package's regenerated data for the task from the cache, regenerating it first if needed."""
     path = Path(regenerated_dataset_path(task))
-    version = regenerated_data_version(path) if path.exists() else None
-    if version is not None and version != DATA_VERSION:
-        print(f"{path} holds regenerated data of an older version; rebuilding it (version {DATA_VERSION})",
+    stale = stale_regenerated(path, task)
+    if stale is not None:
+        print(f"{path} {stale}; rebuilding it (version {DATA_VERSION}, the shipped behaviour policies)",
               file=sys.stderr, flush=True)
         path.unlink()
     if not path.exists():
