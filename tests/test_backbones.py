@@ -140,6 +140,29 @@ def test_transformer_fused_causal_path_equals_steps(length):
     assert torch.isfinite(drop(x)[0]).all()
 
 
+@pytest.mark.parametrize("length", [1, 3, 11])
+@torch.no_grad()
+def test_transformer_short_path_after_a_cache_equals_the_banded_path(length):
+    """T < W tokens after a cache (acting) attend it directly; outputs and cache equal the banded path and stepping,
+    for rows whose cache is full, partly filled and empty (a reset row)."""
+    model = build("transformer", window=12)
+    banded = build("transformer", window=12)
+    banded.load_state_dict(model.state_dict())
+    for blk in banded.layers:
+        blk.mixer.short_path = False
+    _, full = model(torch.randn(3, 20, D, dtype=torch.float64))
+    _, partial = model(torch.randn(3, 5, D, dtype=torch.float64))
+    mixed = model.select_rows(torch.tensor([False, True, False]), partial, full)  # rows: full, 5 tokens, ...
+    mixed = model.reset_state(mixed, torch.tensor([False, False, True]))  # ... and empty (a reset row)
+    x = torch.randn(3, length, D, dtype=torch.float64)
+    for start in (mixed, partial):
+        y, s = model(x, start)
+        y_band, s_band = banded(x, start)
+        assert (y - y_band).abs().max().item() <= 1e-9 and state_error(s, s_band) <= 1e-9
+        y_step, s_step = split_run(model, x, start, 0)
+        assert (y - y_step).abs().max().item() <= 1e-9 and state_error(s, s_step) <= 1e-9
+
+
 @pytest.mark.parametrize("name,impl", [(n, "auto") for n in BACKBONES])
 @torch.no_grad()
 def test_reset_state_rows(name, impl):

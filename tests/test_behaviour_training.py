@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from decision_minrnn.behaviour.actor import load_actor
 from decision_minrnn.behaviour.layout import expand_stream
 from decision_minrnn.behaviour.sac_training import default_run_dir, train_behaviour
 from decision_minrnn.behaviour.shipping import import_behaviour, medium_rank
 from decision_minrnn.cli.collect import main
+from decision_minrnn.errors import UserInputError
 from decision_minrnn.paths import behaviour_run_dir
 from decision_minrnn.tasks import get_env_spec
 
@@ -49,6 +51,18 @@ def test_train_resume_and_ship(tmp_path):
         assert z["observations"].dtype == np.float16 and len(z["rewards"]) == medium
     assert {p.name for p in dest.iterdir()} == {"card.json", "actor_medium.safetensors", "actor_expert.safetensors",
                                                  "medium_replay.npz"}
+
+    # a later run re-ships medium only: the expert's bytes and card entry stay, with the run they came from
+    expert_bytes = (dest / "actor_expert.safetensors").read_bytes()
+    again = import_behaviour(run, "hopper", dest=dest, medium_step=100 if medium != 100 else 200, keep_expert=True,
+                             card_episodes=1)
+    new_card = json.loads((again / "card.json").read_text())
+    assert (again / "actor_expert.safetensors").read_bytes() == expert_bytes
+    kept = new_card["policies"]["expert"]
+    assert kept["training_steps"] == card["policies"]["expert"]["training_steps"]
+    assert kept["source_run"] == card["source_run"] and new_card["policies"]["medium"]["training_steps"] != medium
+    with pytest.raises(UserInputError, match="--keep-expert: .* has no card.json"):
+        import_behaviour(run, "hopper", dest=tmp_path / "empty", medium_step=200, keep_expert=True)
 
 
 def test_medium_choice_prefers_spread_within_tolerance():

@@ -12,6 +12,7 @@ import pytest
 from test_data_helpers import episode_arrays, in_memory_dataset, write_file
 
 from decision_minrnn.behaviour.regenerate import regenerated_dataset_path
+from decision_minrnn.behaviour.shipped import behaviour_fingerprint
 from decision_minrnn.cli.collect import main
 from decision_minrnn.data import TrajectoryDataset, d4rl_file_path, read_d4rl_hdf5
 from decision_minrnn.data.d4rl import DATA_VERSION
@@ -169,7 +170,8 @@ def test_d4rl_table_covers_the_15_tasks_with_sources():
 
 def test_collect_stats_on_regenerated_file(capsys):
     attrs = {"decision_minrnn_regenerated": True, "data_version": DATA_VERSION, "task": "hopper-medium",
-             "env_id": "Hopper-v5", "policy": "actor_130000", "seed": 0, "package_version": "0.1.0"}
+             "env_id": "Hopper-v5", "policy": "actor_130000", "seed": 0, "package_version": "0.1.0",
+             "behaviour_sha256": behaviour_fingerprint(resolve_task("hopper-medium").env, "medium")}  # current
     path = regenerated_dataset_path("hopper-medium")
     path.parent.mkdir(parents=True, exist_ok=True)
     hand_file(path.parent, attrs=attrs).rename(path)

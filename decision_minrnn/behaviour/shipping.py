@@ -10,6 +10,7 @@ ones that won the selection, and always with the float16 weights that ship.
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from pathlib import Path
@@ -112,6 +113,19 @@ def _shortfall_notes(
             + ", ".join(f"{s['normalized']:.1f} (step {s['step']})" for s in around)]
 
 
+def _current_expert(dest: Path, env: EnvSpec) -> tuple[dict[str, Any], bytes]:
+    """The expert card entry (with the run it came from) and actor bytes of an existing behaviour folder."""
+    card_path, actor_path = dest / CARD, dest / actor_file("expert")
+    if not card_path.is_file() or not actor_path.is_file():
+        raise UserInputError(f"--keep-expert: {dest} has no {CARD} and {actor_file('expert')} to keep")
+    card = json.loads(card_path.read_text())
+    if card.get("env") != env.name:
+        raise UserInputError(f"--keep-expert: {card_path} is for {card.get('env')!r}, not {env.name}")
+    entry = dict(card["policies"]["expert"])
+    entry.setdefault("source_run", card["source_run"])  # the run of the folder's card, when it made the expert
+    return entry, actor_path.read_bytes()
+
+
 def import_behaviour(
     run_dir: str | Path,
     env_name: str,
@@ -122,10 +136,13 @@ def import_behaviour(
     screen_episodes: int = 10,
     card_episodes: int = 20,
     seed: int = 0,
+    keep_expert: bool = False,
 ) -> Path:
     """Pick medium and expert snapshots of a run, measure them, and write actors, medium-replay stream and card.
 
     `medium_step` / `expert_step` force a choice (no screening then); `dest` defaults to the shipped folder.
+    `keep_expert` takes only medium (and medium-replay) from this run and carries the expert actor and its card
+    entry over from `dest` (a short run made for a better medium must not replace a longer run's expert).
     """
     run, env = Path(run_dir), get_env_spec(env_name)
     dest = Path(dest) if dest is not None else behaviour_dir(env)
@@ -139,6 +156,9 @@ def import_behaviour(
             raise UserInputError(f"{run}: no {role} snapshot at step {forced}; snapshots: {sorted(snaps)}")
     if medium_step is not None and medium_step >= stream_rows:
         raise UserInputError(f"{run}: medium step {medium_step} is past the training stream ({stream_rows} rows)")
+    kept_expert = _current_expert(dest, env) if keep_expert else None
+    if keep_expert and expert_step is not None:
+        raise UserInputError("--keep-expert and --expert-step exclude each other")
     started = time.perf_counter()
 
     screening: list[dict[str, Any]] = []
@@ -147,6 +167,8 @@ def import_behaviour(
         chosen, screening = select_snapshots(env, snaps, stream_rows, screen_episodes=screen_episodes,
                                              finalist_episodes=card_episodes, seed=seed)
         steps = {role: step if step is not None else chosen[role] for role, step in steps.items()}
+    if kept_expert is not None:
+        del steps["expert"]
     progress = {row["step"]: row for row in read_progress(run)}
     policies: dict[str, Any] = {}
     with atomic_path(dest, is_dir=True) as tmp:
@@ -164,6 +186,10 @@ def import_behaviour(
             save_actor(actor, tmp / actor_file(role), metadata={"env": env.name, "role": role, "step": step})
             _log(f"[{env.name}] {role}: step {step}, sampled {policies[role]['sampled']['normalized']:.1f}, "
                  f"deterministic {policies[role]['deterministic']['normalized']:.1f}")
+        if kept_expert is not None:
+            entry, weights = kept_expert
+            (tmp / actor_file("expert")).write_bytes(weights)
+            policies["expert"] = entry
         policies["medium"]["target_normalized"] = MEDIUM_TARGETS[env.name]
         rand = SampledPolicy(random_actor(env.obs_dim, env.act_dim, seed), np.random.default_rng([seed, 4, 1]))
         policies["random"] = {
@@ -190,7 +216,9 @@ def import_behaviour(
                 f"{screen_episodes} episodes of sampled actions, the {FINALISTS} best candidates per role re-measured "
                 f"on {card_episodes}; medium = among the snapshots the training stream reaches, the widest spread of "
                 f"returns within {MEDIUM_TOLERANCE:g} points of the target D4RL-normalized score (the closest mean "
-                "if none is within), expert = best sampled return. The chosen ones measured again on "
+                "if none is within), expert = best sampled return"
+                + (" (here: kept from an earlier run, see policies.expert.source_run)" if keep_expert else "")
+                + ". The chosen ones measured again on "
                 f"{card_episodes} fresh episodes (sampled and deterministic actions) with the float16 weights "
                 "that ship."
             ),

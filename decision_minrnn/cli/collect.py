@@ -3,7 +3,7 @@ figures next to the D4RL v2 file's.
 
     collect_dataset TASK [--transitions N] [--seed K] [--out PATH] [--num-envs N]
     collect_dataset --train-behaviour ENV --steps N [--learning-starts N] [--snapshot-every K] [--run-dir DIR]
-    collect_dataset --import-behaviour RUN_DIR --env ENV [--medium-step S] [--expert-step S] [--dest DIR]
+    collect_dataset --import-behaviour RUN_DIR --env ENV [--medium-step S] [--expert-step S|--keep-expert] [--dest DIR]
     collect_dataset --stats TASK [--data-source SOURCE] [--json PATH]
 """
 
@@ -41,6 +41,8 @@ def build_parser() -> ArgumentParser:
     s.add_argument("--env", help="environment of the run")
     s.add_argument("--medium-step", type=int, help="force the medium snapshot (default: closest to D4RL's medium)")
     s.add_argument("--expert-step", type=int, help="force the expert snapshot (default: best sampled return)")
+    s.add_argument("--keep-expert", action="store_true",
+                   help="take medium and medium-replay from this run, keep the expert of the --dest folder")
     s.add_argument("--episodes", type=positive_int, default=20, help="episodes per card measurement (default 20)")
     s.add_argument("--dest", type=Path, help="output folder (default: the shipped agents/behaviour/<env>)")
 
@@ -89,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         dest = import_behaviour(
             args.import_behaviour, args.env, dest=args.dest, medium_step=args.medium_step,
-            expert_step=args.expert_step, card_episodes=args.episodes, seed=args.seed,
+            expert_step=args.expert_step, card_episodes=args.episodes, seed=args.seed, keep_expert=args.keep_expert,
         )
         print(dest)
         return 0

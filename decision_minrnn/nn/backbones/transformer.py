@@ -28,6 +28,8 @@ class WindowAttention(Mixer):
     # From an empty cache with T <= W, one fused causal attention call instead of the band's blocks (same result);
     # False forces the banded path (the reference in tests, the "before" in benchmarks/s4_mamba_speed.py).
     fused_causal = True
+    # After a cache, T < W tokens attend it directly (no W-row padded block); False forces the banded path (tests).
+    short_path = True
 
     def __init__(self, d_model: int, n_heads: int, window: int, dropout: float):
         super().__init__()
@@ -64,6 +66,8 @@ class WindowAttention(Mixer):
             return self._forward_causal(x, state)
         if state is None:
             state = self.initial_state(batch, x.device, x.dtype)
+        if self.short_path and length < w:
+            return self._forward_short(x, state)
         cache_k, cache_v, count = state
         q, k, v = self._qkv(x)  # (batch, time, heads, head_dim)
         keys = torch.cat([cache_k, k], dim=1)  # (batch, W + T, ...): cache right-aligned before the new tokens
@@ -97,6 +101,28 @@ class WindowAttention(Mixer):
         values = values[:, : w + length]
         new_state = (keys[:, -w:], values[:, -w:], count + length)
         return self.out_proj(out), new_state
+
+    def _forward_short(self, x: Tensor, state):
+        """T < W tokens after a cache (acting: the interleaved layout's 3 tokens per step): the T queries attend the
+        W cached and T new keys directly, instead of padding them to a W-row block of the banded path (20x the work
+        at T = 3, W = 60). Query i (absolute position W + i) sees keys i + 1 .. W + i that hold tokens."""
+        batch, length, _ = x.shape
+        w = self.window
+        cache_k, cache_v, count = state
+        q, k, v = self._qkv(x)
+        keys = torch.cat([cache_k, k], dim=1)  # (batch, W + T, heads, hd)
+        values = torch.cat([cache_v, v], dim=1)
+        i = torch.arange(length, device=x.device)[:, None]
+        j = torch.arange(w + length, device=x.device)[None, :]
+        band = (j >= i + 1) & (j <= i + w)  # (T, W + T)
+        valid = j >= (w - count.clamp(max=w))[:, None]  # (batch, W + T): cache slots that hold tokens, and the new
+        mask = band[None] & valid[:, None, :]
+        out = F.scaled_dot_product_attention(
+            q.transpose(1, 2), keys.transpose(1, 2), values.transpose(1, 2), attn_mask=mask[:, None],
+            dropout_p=self.attn_dropout if self.training else 0.0,
+        )  # (batch, heads, T, hd)
+        new_state = (keys[:, -w:], values[:, -w:], count + length)
+        return self.out_proj(out.transpose(1, 2).reshape(batch, length, -1)), new_state
 
     def _forward_causal(self, x: Tensor, state):
         """From an empty cache with T <= W the band is plain causal attention: one fused causal SDPA call (no mask
