@@ -191,3 +191,19 @@ def test_ctrl_c_names_the_command_and_exits_130(hopper_file):
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and err.strip().splitlines()[-1] == "train_agent: interrupted", err[-500:]
+
+
+def test_ctrl_c_during_training_is_held_to_the_step_boundary():
+    """The first SIGINT only sets the flag the loop checks after a step; a second one interrupts at once; the
+    previous handler comes back afterwards."""
+    import signal
+
+    from decision_minrnn.training.trainer import interrupt_at_step_boundary
+
+    before = signal.getsignal(signal.SIGINT)
+    with interrupt_at_step_boundary() as interrupt:
+        os.kill(os.getpid(), signal.SIGINT)
+        assert interrupt["stop"] is True
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+    assert signal.getsignal(signal.SIGINT) is before

@@ -108,8 +108,11 @@ def _shortfall_notes(
     if abs(got - target) <= MEDIUM_TOLERANCE or not screening:
         return []
     around = [s for s in screening if s["step"] < step][-1:] + [s for s in screening if s["step"] > step][:1]
-    return [f"medium scores {got:.1f} (sampled actions) against a target of {target:.0f}: no snapshot within the "
-            f"{stream_rows}-row training stream comes closer; its neighbours screened at "
+    finalist = next((s["finalist"]["normalized"] for s in screening if s["step"] == step and "finalist" in s), None)
+    chosen_on = f" on its finalist episodes it scored {finalist:.1f};" if finalist is not None else ""
+    return [f"medium scores {got:.1f} (sampled actions, the card's fresh episodes) against a target of {target:.0f}:"
+            f"{chosen_on} it was the best candidate within the {stream_rows}-row training stream by the medium rule "
+            "(widest spread within the tolerance, else closest mean); its neighbours screened at "
             + ", ".join(f"{s['normalized']:.1f} (step {s['step']})" for s in around)]
 
 

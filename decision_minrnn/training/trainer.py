@@ -11,7 +11,10 @@ is wrapped in DistributedDataParallel and rank 0 writes.
 from __future__ import annotations
 
 import os
+import signal
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -26,6 +29,28 @@ from .config import TrainConfig
 NO_DECAY_NAMES = ("A_log", "log_dt", "D", "dt_proj.bias")  # SSM parameters: no weight decay (Mamba, S4 practice)
 
 Evaluate = Callable[[torch.nn.Module, int], dict[str, Any]]  # (model in eval mode, step) -> an evaluation result
+
+
+@contextmanager
+def interrupt_at_step_boundary():
+    """Ctrl-C during training stops at the next step boundary (raised there as KeyboardInterrupt), never inside a
+    TensorBoard write or a checkpoint rename, whose locks and half-done state could hang or spoil the exit. A second
+    Ctrl-C interrupts at once. Off the main thread (Ray workers, threads) signals cannot be caught: a no-op there."""
+    requested = {"stop": False}
+    if threading.current_thread() is not threading.main_thread():
+        yield requested
+        return
+    previous = signal.getsignal(signal.SIGINT)
+
+    def handler(signum, frame):
+        requested["stop"] = True
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # the second one is immediate
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield requested
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 @dataclass
@@ -144,32 +169,35 @@ class Trainer:
         loss = None
         t_log, tokens = time.perf_counter(), 0
         self.model.train()
-        try:
-            while self.step < cfg.steps:
-                batch = {k: torch.from_numpy(v).to(self.device, non_blocking=True)
-                         for k, v in self.sampler.sample().items()}
-                loss, grad_norm = self._train_step(batch)
-                tokens += int(batch["mask"].sum()) * cfg.tokens_per_step
-                self.step += 1
-                done = self.step
-                if lead and (done % cfg.log_every == 0 or done == cfg.steps):
+        with interrupt_at_step_boundary() as interrupt:
+            try:
+                while self.step < cfg.steps:
+                    batch = {k: torch.from_numpy(v).to(self.device, non_blocking=True)
+                             for k, v in self.sampler.sample().items()}
+                    loss, grad_norm = self._train_step(batch)
+                    tokens += int(batch["mask"].sum()) * cfg.tokens_per_step
+                    self.step += 1
+                    done = self.step
+                    if lead and (done % cfg.log_every == 0 or done == cfg.steps):
+                        loss_value = loss.item()
+                        elapsed = time.perf_counter() - t_log
+                        writer.add_scalar("train/loss", loss_value, done)
+                        writer.add_scalar("train/lr", self.scheduler.get_last_lr()[0], done)
+                        writer.add_scalar("train/grad_norm", float(grad_norm), done)
+                        writer.add_scalar("perf/tokens_per_s", tokens / max(elapsed, 1e-9), done)
+                        t_log, tokens = time.perf_counter(), 0
+                        bar.set_postfix(loss=f"{loss_value:.4f}")
+                    bar.update(1)
+                    if lead and self.evaluate is not None and cfg.eval_every and done % cfg.eval_every == 0:
+                        self._curve_point(writer)
+                    if lead and (done % cfg.checkpoint_every == 0 or done == cfg.steps):
+                        self._save_checkpoint()
+                    if interrupt["stop"]:
+                        raise KeyboardInterrupt
+                if loss is not None:
                     loss_value = loss.item()
-                    elapsed = time.perf_counter() - t_log
-                    writer.add_scalar("train/loss", loss_value, done)
-                    writer.add_scalar("train/lr", self.scheduler.get_last_lr()[0], done)
-                    writer.add_scalar("train/grad_norm", float(grad_norm), done)
-                    writer.add_scalar("perf/tokens_per_s", tokens / max(elapsed, 1e-9), done)
-                    t_log, tokens = time.perf_counter(), 0
-                    bar.set_postfix(loss=f"{loss_value:.4f}")
-                bar.update(1)
-                if lead and self.evaluate is not None and cfg.eval_every and done % cfg.eval_every == 0:
-                    self._curve_point(writer)
-                if lead and (done % cfg.checkpoint_every == 0 or done == cfg.steps):
-                    self._save_checkpoint()
-            if loss is not None:
-                loss_value = loss.item()
-        finally:
-            bar.close()
-            if writer is not None:
-                writer.close()
+            finally:
+                bar.close()
+                if writer is not None:
+                    writer.close()
         return TrainOutcome(self.step, loss_value, self.learning_curve)
