@@ -124,8 +124,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['median_us'] / eager:5.2f}x eager")
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"agent": _shown(args.agent), "machine": machine, "threads": args.threads, "steps": args.steps,
-                                         "repeats": args.repeats, "onnxruntime": ort.__version__,
+        args.json.write_text(json.dumps({"agent": _shown(args.agent), "machine": machine, "threads": args.threads,
+                                         "steps": args.steps, "repeats": args.repeats, "onnxruntime": ort.__version__,
                                          "torch": torch.__version__, "results": results}, indent=2) + "\n")
     return 0
 

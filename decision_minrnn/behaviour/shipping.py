@@ -74,9 +74,10 @@ def medium_rank(stats: dict[str, Any], target: float) -> tuple[float, ...]:
 
 
 def select_snapshots(
-    env: EnvSpec, snaps: dict[int, Path], stream_rows: int, *, screen_episodes: int, finalist_episodes: int, seed: int
+    env: EnvSpec, snaps: dict[int, Path], stream_rows: int, *, screen_episodes: int, finalist_episodes: int, seed: int,
+    roles: tuple[str, ...] = ROLES,
 ) -> tuple[dict[str, int], list[dict[str, Any]]]:
-    """Medium and expert steps chosen by sampled-action returns, and the screening record behind the choice."""
+    """The steps of `roles` chosen by sampled-action returns, and the screening record behind the choice."""
     target = MEDIUM_TARGETS[env.name]
     screening = []
     for i, step in enumerate(sorted(snaps)):
@@ -89,7 +90,7 @@ def select_snapshots(
     distance = {"medium": lambda st: medium_rank(st, target), "expert": lambda st: (-st["return_mean"],)}
     pools = {"medium": replayable, "expert": screening}
     chosen = {}
-    for role in ROLES:
+    for role in roles:
         finalists = sorted(pools[role], key=distance[role])[:FINALISTS]
         for s in finalists:
             if "finalist" not in s:
@@ -165,13 +166,12 @@ def import_behaviour(
     started = time.perf_counter()
 
     screening: list[dict[str, Any]] = []
-    steps = {"medium": medium_step, "expert": expert_step}
-    if None in steps.values():
+    steps = {"medium": medium_step} if keep_expert else {"medium": medium_step, "expert": expert_step}
+    to_choose = tuple(role for role, step in steps.items() if step is None)
+    if to_choose:
         chosen, screening = select_snapshots(env, snaps, stream_rows, screen_episodes=screen_episodes,
-                                             finalist_episodes=card_episodes, seed=seed)
+                                             finalist_episodes=card_episodes, seed=seed, roles=to_choose)
         steps = {role: step if step is not None else chosen[role] for role, step in steps.items()}
-    if kept_expert is not None:
-        del steps["expert"]
     progress = {row["step"]: row for row in read_progress(run)}
     policies: dict[str, Any] = {}
     with atomic_path(dest, is_dir=True) as tmp:

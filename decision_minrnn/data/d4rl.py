@@ -106,12 +106,6 @@ def regenerated_provenance(path: str | os.PathLike) -> dict[str, Any] | None:
         return None
 
 
-def regenerated_data_version(path: str | os.PathLike) -> int | None:
-    """The `data_version` of a regenerated file (1 when it predates the attribute), None for other files."""
-    attrs = regenerated_provenance(path)
-    return None if attrs is None else int(attrs.get("data_version", 1))
-
-
 def read_d4rl_hdf5(path: str | os.PathLike, task: str | Task) -> TrajectoryDataset:
     """Read a D4RL v2 HDF5 file (or a regenerated one in the same layout) into episodes for `task`.
 

@@ -102,7 +102,7 @@ def _load_auto(task: Task, *, download: bool, verbose: bool) -> TrajectoryDatase
 def stale_regenerated(path: Path, task: Task) -> str | None:
     """Why a cached regenerated file must be rebuilt (another data version, or made from behaviour policies other
     than the shipped ones), None when it is current or is not a regenerated file (the reader judges those)."""
-    attrs = regenerated_provenance(path) if path.exists() else None
+    attrs = regenerated_provenance(path)  # None for a missing file too
     if attrs is None:
         return None
     version = int(attrs.get("data_version", 1))
