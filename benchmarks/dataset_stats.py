@@ -3,7 +3,8 @@
 For each task: the regenerated dataset from the cache (built first with `collect_dataset TASK` where it is missing or
 of an older data version), its figures (`decision_minrnn.data.statistics.dataset_statistics`), D4RL v2's figures
 from `envs/d4rl_v2_statistics.json`, and the issue's targets met or missed. Writes `<out>/dataset_stats.json` and
-the markdown table `<out>/dataset_stats.md`.
+the markdown table `<out>/dataset_stats.md`. A run over some tasks replaces their rows and keeps the others' (each row
+says when it was made and from which behaviour files), so one re-shipped environment is re-measured alone.
 
     python benchmarks/dataset_stats.py                      # all 15 tasks at default sizes (regenerating: hours)
     python benchmarks/dataset_stats.py --tasks hopper-medium --transitions 20000 --out /tmp/trial
@@ -76,10 +77,21 @@ def task_row(task: str, seed: int, transitions: int | None) -> dict[str, Any]:
         "data_version": prov.get("data_version"),
         "policy": prov.get("policy"),
         "package_version": prov.get("package_version"),
+        "behaviour_sha256": prov.get("behaviour_sha256"),
+        "made": time.strftime("%Y-%m-%d"),
         "ours": ours,
         "d4rl": d4rl_entry(task)["figures"],
         "comparison": compare(ours, d4rl_figures(task)),
     }
+
+
+def _kept_rows(path: Path, seed: int, transitions: int | None, exclude: list[str]) -> dict[str, dict[str, Any]]:
+    """Rows of an earlier run at the same seed and size, for the tasks not re-measured now."""
+    if not path.is_file():
+        return {}
+    rows = json.loads(path.read_text()).get("rows", [])
+    return {r["task"]: r for r in rows if r["task"] not in exclude and r.get("seed") == seed
+            and r.get("transitions_requested") == transitions and r.get("data_version") == DATA_VERSION}
 
 
 def d4rl_cell(fig: dict[str, Any], name: str) -> str:
@@ -135,11 +147,13 @@ def main(argv: list[str] | None = None) -> int:
     tasks = [resolve_task(t).name for t in args.tasks] if args.tasks else task_names()
 
     started = time.time()
-    rows = [task_row(t, args.seed, args.transitions) for t in tasks]
+    kept = _kept_rows(args.out / "dataset_stats.json", args.seed, args.transitions, exclude=tasks)
+    fresh = {t: task_row(t, args.seed, args.transitions) for t in tasks}
+    rows = [fresh.get(t) or kept[t] for t in task_names() if t in fresh or t in kept]
     size = "default sizes" if args.transitions is None else f"{args.transitions:,} transitions per task"
     header = (f"Regenerated data: seed {args.seed}, {size}, data version {DATA_VERSION}, decision_minrnn {__version__}; "
-              f"made {time.strftime('%Y-%m-%d')} by `python benchmarks/dataset_stats.py "
-              f"{' '.join(argv if argv is not None else sys.argv[1:])}`.")
+              "made by `python benchmarks/dataset_stats.py` (rows made on "
+              + ", ".join(sorted({r.get("made", "?") for r in rows})) + ").")
     result = {
         "header": header,
         "conventions": d4rl_statistics_table()["conventions"],

@@ -23,6 +23,7 @@ from decision_minrnn.cli.collect import main
         (["--train-behaviour", "ant", "--steps", "10"], "unknown environment"),
         (["--import-behaviour", "somewhere"], "--env"),
         (["--import-behaviour", "missing_dir", "--env", "hopper"], "not a SAC run folder"),
+        (["--import-behaviour", "run", "--env", "hopper", "--screen-episodes", "0"], "positive integer"),
         (["hopper-medium-replay", "--transitions", "100000000"], "is larger"),
     ],
 )

@@ -12,6 +12,8 @@ import pytest
 
 from decision_minrnn.agent.folder import load_agent
 from decision_minrnn.resources import resource_dir
+from decision_minrnn.sweep.spec import load_spec
+from decision_minrnn.training.config import load_config
 
 SHIPPED = sorted(p for p in resource_dir("agents").glob("*/*") if (p / "model.safetensors").is_file())
 
@@ -22,8 +24,15 @@ def test_an_agent_ships():
 
 @pytest.mark.parametrize("folder", SHIPPED, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_shipped_agent_loads_and_evaluates(folder):
+    """A shipped agent is a cell of its task's sweep: the folder is named after the sweep's model (`dt` is the
+    Transformer in DT's layout), and its backbone, layout and rollout are that model's."""
     model, meta = load_agent(folder)
-    assert meta.task == folder.parent.name and meta.config.backbone == folder.name
+    sweep = load_spec(folder.parent.name)
+    spec = sweep.model(folder.name)
+    expected = load_config(spec.config, {**sweep.overrides, **spec.overrides, "backbone": spec.backbone})
+    assert meta.task == folder.parent.name
+    for name in ("backbone", "layout", "rollout", "d_model", "n_layers", "init"):
+        assert getattr(meta.config, name) == getattr(expected, name), name
     recorded = json.loads((folder / "eval.json").read_text())
     assert recorded["episodes"] == len(recorded["returns"]) >= 10
     proc = subprocess.run(

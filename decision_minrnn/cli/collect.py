@@ -43,7 +43,11 @@ def build_parser() -> ArgumentParser:
     s.add_argument("--expert-step", type=int, help="force the expert snapshot (default: best sampled return)")
     s.add_argument("--keep-expert", action="store_true",
                    help="take medium and medium-replay from this run, keep the expert of the --dest folder")
-    s.add_argument("--episodes", type=positive_int, default=20, help="episodes per card measurement (default 20)")
+    s.add_argument("--episodes", type=positive_int, default=20,
+                   help="episodes per finalist and card measurement (default 20)")
+    s.add_argument("--screen-episodes", type=positive_int, default=10,
+                   help="sampled-action episodes per snapshot in the screening (default 10; a bimodal policy such as "
+                   "hopper's needs about 100 for a mean within +-2 normalized points)")
     s.add_argument("--dest", type=Path, help="output folder (default: the shipped agents/behaviour/<env>)")
 
     from ..workflows.datasets import DATA_SOURCES
@@ -91,7 +95,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         dest = import_behaviour(
             args.import_behaviour, args.env, dest=args.dest, medium_step=args.medium_step,
-            expert_step=args.expert_step, card_episodes=args.episodes, seed=args.seed, keep_expert=args.keep_expert,
+            expert_step=args.expert_step, screen_episodes=args.screen_episodes, card_episodes=args.episodes,
+            seed=args.seed, keep_expert=args.keep_expert,
         )
         print(dest)
         return 0
