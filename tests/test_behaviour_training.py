@@ -74,3 +74,17 @@ def test_medium_choice_prefers_spread_within_tolerance():
     far_close = {"normalized": 38.0, "return_std": 10.0}
     ranked = sorted([narrow_exact, far_wide, wide_near, far_close], key=lambda s: medium_rank(s, target))
     assert ranked == [wide_near, narrow_exact, far_close, far_wide]
+
+
+def test_run_that_fills_the_replay_buffer_exactly(tmp_path):
+    """A run of exactly the buffer's size (1M in a real run) ends with SB3's buffer position back at 0: its last
+    checkpoint still saves the whole ordered stream, a rerun resumes and returns, and more steps are refused."""
+    run = train_behaviour("hopper", 200, learning_starts=100, snapshot_every=100, eval_episodes=1, buffer_size=200,
+                          run_dir=tmp_path / "run")
+    assert [json.loads(r)["step"] for r in (run / "progress.jsonl").read_text().splitlines()] == [100, 200]
+    stream = expand_stream(_stream(run))
+    assert len(stream) == 200
+    assert train_behaviour("hopper", 200, run_dir=run) == run  # resumed at the end: nothing left to do
+    np.testing.assert_array_equal(expand_stream(_stream(run)).observations, stream.observations)
+    with pytest.raises(UserInputError, match="exceeds the replay buffer"):
+        train_behaviour("hopper", 300, run_dir=run)

@@ -47,9 +47,14 @@ def default_run_dir(env: EnvSpec, seed: int) -> Path:
 
 
 def _buffer_arrays(model: Any) -> D4RLArrays:
-    """The replay buffer's transitions in collection order (single env, buffer never wrapped)."""
+    """The replay buffer's transitions in collection order (single env, buffer never wrapped past its end).
+
+    A buffer filled exactly (a run of `buffer_size` steps) has `pos` back at 0 and `full` set: all of it is the stream.
+    """
     rb = model.replay_buffer
-    n = rb.pos
+    if rb.full and rb.pos != 0:
+        raise RunFailure(f"the replay buffer wrapped ({rb.buffer_size} rows): the ordered stream was overwritten")
+    n = rb.buffer_size if rb.full else rb.pos
     dones = rb.dones[:n, 0] > 0.5
     timeouts = dones & (rb.timeouts[:n, 0] > 0.5)
     return D4RLArrays(
@@ -77,7 +82,7 @@ def _restore_buffer(model: Any, stream: dict[str, np.ndarray]) -> None:
     rb.timeouts[:n, 0] = data.timeouts
     if n and not data.terminals[-1]:  # the episode running at the save ends here, as a truncation
         rb.dones[n - 1, 0] = rb.timeouts[n - 1, 0] = 1.0
-    rb.pos, rb.full = n, False
+    rb.pos, rb.full = n % rb.buffer_size, n == rb.buffer_size
 
 
 def _checkpoint(
@@ -117,8 +122,13 @@ def train_behaviour(
     learning_starts: int = 10_000,
     snapshot_every: int = 10_000,
     eval_episodes: int = 5,
+    buffer_size: int = 1_000_000,
 ) -> Path:
-    """Train (or continue) SAC with SB3 defaults up to `steps` environment steps; returns the run folder."""
+    """Train (or continue) SAC with SB3 defaults up to `steps` environment steps; returns the run folder.
+
+    `buffer_size` is SB3's default replay size; the stream is the buffer, so `steps` may not exceed it (a smaller one
+    only serves tests of a run that fills it exactly).
+    """
     import gymnasium as gym
     import stable_baselines3
     from stable_baselines3 import SAC
@@ -132,7 +142,8 @@ def train_behaviour(
         _restore_buffer(model, read_stream(run))
         print(f"[{env.gym_id}] resuming {run} at step {model.num_timesteps}", file=sys.stderr, flush=True)
     else:
-        model = SAC("MlpPolicy", gym.make(env.gym_id), learning_starts=learning_starts, seed=seed, device="cpu")
+        model = SAC("MlpPolicy", gym.make(env.gym_id), learning_starts=learning_starts, buffer_size=buffer_size,
+                    seed=seed, device="cpu")
     if steps > model.replay_buffer.buffer_size:
         raise UserInputError(f"--steps {steps} exceeds the replay buffer ({model.replay_buffer.buffer_size}): "
                              "the ordered training stream would be overwritten")
