@@ -12,8 +12,8 @@ import pytest
 
 from decision_minrnn.agent.folder import load_agent
 from decision_minrnn.resources import resource_dir
+from decision_minrnn.sweep.cells import Cell, expected_config, protocol_sets
 from decision_minrnn.sweep.spec import load_spec
-from decision_minrnn.training.config import load_config
 
 SHIPPED = sorted(p for p in resource_dir("agents").glob("*/*") if (p / "model.safetensors").is_file())
 
@@ -28,11 +28,11 @@ def test_shipped_agent_loads_and_evaluates(folder):
     Transformer in DT's layout), and its backbone, layout and rollout are that model's."""
     model, meta = load_agent(folder)
     sweep = load_spec(folder.parent.name)
-    spec = sweep.model(folder.name)
-    expected = load_config(spec.config, {**sweep.overrides, **spec.overrides, "backbone": spec.backbone})
+    cell = Cell(folder.parent.name, sweep.model(folder.name), 0)
+    expected = expected_config(cell, sweep, protocol_sets(sweep)[0])
     assert meta.task == folder.parent.name
     for name in ("backbone", "layout", "rollout", "d_model", "n_layers", "init"):
-        assert getattr(meta.config, name) == getattr(expected, name), name
+        assert getattr(meta.config, name) == expected[name], name
     recorded = json.loads((folder / "eval.json").read_text())
     assert recorded["episodes"] == len(recorded["returns"]) >= 10
     proc = subprocess.run(
