@@ -180,7 +180,8 @@ def regenerate_dataset(
     Root attributes record the provenance the loader checks: `decision_minrnn_regenerated`, `task`, `env_id`,
     `quality`, `policy`, `policy_return` (measured with sampled actions, from card.json; transition-weighted for
     medium-expert; the stream's mean episode return for medium-replay), `policy_normalized_score`, `seed`,
-    `transitions`, `package_version`, `recipe`, plus the data's own return statistics and the time it took.
+    `transitions`, `package_version`, `recipe`, plus the data's own return statistics; nothing timed or dated, so
+    the same seed gives the same bytes.
     """
     task = _regenerable(task_name)
     path = Path(out) if out is not None else regenerated_dataset_path(task.name, seed, transitions)
@@ -191,8 +192,7 @@ def regenerate_dataset(
     started = time.perf_counter()
     data, parts = build_dataset(task, seed=seed, transitions=transitions, num_envs=num_envs, progress=progress)
     seconds = time.perf_counter() - started
-    attrs = _provenance(task, data, parts, seed, num_envs)
-    attrs["regeneration_seconds"] = round(seconds, 1)  # building the arrays; writing them comes on top
+    attrs = _provenance(task, data, parts, seed, num_envs)  # no timing in the file: same seed, same bytes
     write_d4rl_hdf5(path, **data.as_dict(), attrs=attrs)
     rate = "" if task.quality == "medium-replay" else f", {len(data) / max(seconds, 1e-9):,.0f} transitions/s collected"
     print(f"regenerated {task.name}: {len(data):,} transitions, {attrs['episodes']} episodes, data return "

@@ -47,8 +47,9 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-# wall time; the behaviour fingerprint is a hash of the shipped files (held by tests/test_data_sources.py), so a
-# re-shipped actor shows in the data arrays of the tasks it makes
+# the behaviour fingerprint is a hash of the shipped files (held by tests/test_data_sources.py), so a re-shipped
+# actor shows in the data arrays of the tasks it makes; "regeneration_seconds" is no longer written (data files
+# written before 2026-12-07 carry it)
 UNHASHED_ATTRS = ("regeneration_seconds", "behaviour_sha256")
 
 
