@@ -18,7 +18,8 @@ from .errors import UserInputError
 from .resources import resource_dir
 
 QUALITIES = ("medium", "medium-replay", "medium-expert", "expert", "random")
-NOT_ENV_SPECS = frozenset({"d4rl_v2_statistics.json"})  # shipped in envs/ but not an environment spec
+PUBLISHED_SCORES_FILE = "published_scores.json"  # CORL's D4RL v2 "last" scores of DT and BC, for orientation only
+NOT_ENV_SPECS = frozenset({"d4rl_v2_statistics.json", PUBLISHED_SCORES_FILE})  # in envs/ but not environment specs
 
 
 @dataclass(frozen=True)
@@ -145,6 +146,26 @@ def resolve_task(name: str | Task) -> Task:
         f"unknown task {name!r}; valid tasks: {', '.join(valid)} (a -v2 suffix means the D4RL v2 file only)"
         + _suggest(key, valid)
     )
+
+
+@functools.lru_cache(maxsize=None)
+def _published() -> dict[str, Any]:
+    return json.loads((resource_dir("envs") / PUBLISHED_SCORES_FILE).read_text())
+
+
+def published_scores(task: str | Task) -> dict[str, dict[str, float]]:
+    """Published D4RL v2 scores for a task, `{"DT": {"mean", "std"}, "BC": {...}}` ({} when none is recorded).
+
+    From CORL's README ("last" scores on the D4RL v2 files; `published_source()` names the commit). They were
+    trained on D4RL's own data and environments, so they are NOT comparable with scores on regenerated or Minari data:
+    a report shows them in a separate column that says so.
+    """
+    return dict(_published()["scores"].get(resolve_task(task).name, {}))
+
+
+def published_source() -> dict[str, Any]:
+    """Where `published_scores` come from (project, repository, file, section, commit, scale)."""
+    return dict(_published()["source"])
 
 
 def normalized_score(task_or_env: str | Task | EnvSpec, returns: Any) -> Any:

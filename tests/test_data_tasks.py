@@ -44,3 +44,18 @@ def test_unknown_task_lists_valid_names_and_suggests():
     assert all(name in message for name in ("halfcheetah-medium", "walker2d-medium-replay", "hopper-expert"))
     with pytest.raises(UserInputError, match="unknown environment 'ant'"):
         normalized_score("ant", 1.0)
+
+
+def test_published_scores_cover_the_nine_tasks_and_only_those():
+    from decision_minrnn.tasks import env_specs, published_scores, published_source
+
+    nine = [f"{e}-{q}" for e in REFS for q in ("medium", "medium-replay", "medium-expert")]
+    for task in nine:
+        got = published_scores(task + "-v2")  # the name resolves as any task name does
+        assert set(got) == {"DT", "BC"}, task
+        assert all(0 < s["mean"] < 130 and s["std"] >= 0 for s in got.values()), task
+    assert published_scores("hopper-expert") == {} and published_scores("walker2d-random") == {}
+    assert len(published_source()["commit"]) == 40 and published_source()["datasets"].startswith("D4RL v2")
+    assert set(env_specs()) == set(REFS)  # the scores file is not taken for an environment spec
+    with pytest.raises(UserInputError, match="unknown task"):
+        published_scores("hopper-mediun")

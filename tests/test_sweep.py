@@ -19,7 +19,7 @@ from decision_minrnn.sweep.cells import parse_only, plan_cells, select_cells
 from decision_minrnn.sweep.report import build_report, t_quantile
 from decision_minrnn.sweep.runner import plan, read_results
 from decision_minrnn.sweep.spec import load_spec, spec_names
-from decision_minrnn.tasks import normalized_score, resolve_task
+from decision_minrnn.tasks import normalized_score, published_scores, published_source, resolve_task
 
 BIN = Path(sys.executable).parent
 TASKS = ["hopper-medium", "walker2d-medium"]
@@ -129,12 +129,19 @@ def test_local_sweep_resumes_and_skips_finished_cells(tiny_spec):
         assert config["steps"] == 6 and config["d_model"] == 16 and config["backbone"] == {"mingru": "mingru",
                                                                                                "bc": "mlp-bc"}[model]
         assert r["code_version"]["decision_minrnn"] and r["wall_s"] > 0
+        # training time is the optimisation alone (carried over the resume), below the cell's wall time
+        assert 0 < r["train_s"] < r["wall_s"] and r["policy_ms_per_action"] > 0 and len(r["load_avg"]) == 3
     # Everything done: a rerun runs nothing, and the report works on the real rows.
     assert sweep_main([*common]) == 0
     assert len(read_results(out / "results.jsonl")) == 8
     assert sweep_main([*common, "--report", "--reps", "20", "--no-plots"]) == 0
     text = (out / "report.md").read_text()
     assert "| hopper-medium |" in text and "| walker2d-medium |" in text
+    cost = json.loads((out / "report.json").read_text())["costs"]["mingru"]
+    trained = [r for r in rows if r["model"] == "mingru" and r["actions"] == ["train"]]  # not the resumed cell
+    assert cost["cells"] == 4 and cost["cell_minutes"]["n"] == len(trained) == 3
+    assert cost["cell_minutes"]["median"] == pytest.approx(np.median([r["wall_s"] / 60 for r in trained]))
+    assert cost["train_minutes"]["n"] == 4 and "## Cost per model" in text
 
 
 def test_ray_executor_on_a_local_cluster(tiny_spec):
@@ -215,6 +222,36 @@ def test_report_aggregates_by_hand(tmp_path):
     assert {"aggregate_intervals", "performance_profile"} <= set(rep["plots"])
     assert (tmp_path / "r" / "performance_profile.png").stat().st_size > 1000
     assert json.loads((tmp_path / "r" / "report.json").read_text())["aggregate"]["models"]["dt"]["runs"] == 3
+
+
+def test_report_published_column_costs_and_learning_curves(tmp_path):
+    rows = _rows(SCORES, DATA)
+    env = resolve_task("hopper-medium").env
+    for i, r in enumerate(r for r in rows if r["model"] == "mingru" and r["task"] == "hopper-medium"):
+        r.update(wall_s=60.0 * (10 + i), actions=["train"] if i < 2 else ["resume"], train_s=30.0 * (1 + i),
+                 policy_ms_per_action=0.1 * (1 + i), load_avg=[1.0, 1.0, 2.0 + i])
+        # curve points at steps 100 and 200, and a third step only seed 0 reached; scores 10 * (seed + 1) * k
+        r["learning_curve"] = [{"step": 100 * k, "normalized_mean": 999.0, "returns": [
+            env.random_return + 10 * (i + 1) * k / 100 * (env.expert_return - env.random_return)]}
+            for k in range(1, 4 if i == 0 else 3)]
+    rep = build_report(rows, tmp_path / "r", model_order=["mingru", "dt", "bc"], reference="dt")
+    md = (tmp_path / "r" / "report.md").read_text()
+    pub = published_scores("hopper-medium")
+    assert rep["per_task"]["hopper-medium"]["published"] == pub and set(pub) == {"DT", "BC"}
+    assert f"| {pub['DT']['mean']:.1f} / {pub['BC']['mean']:.1f} |" in md and "not comparable" in md
+    assert published_source()["commit"][:7] in md
+    cost = rep["costs"]["mingru"]
+    assert cost["cells"] == 6 and cost["cell_minutes"] == {"median": 10.5, "n": 2}  # the resumed cell left out
+    assert cost["train_minutes"] == {"median": 1.0, "n": 3} and cost["load_15min"] == {"median": 3.0, "n": 3}
+    assert cost["policy_ms_per_action"]["median"] == pytest.approx(0.2)
+    assert "| mingru | 6 | 10.5 (n=2) | 1.0 (n=3) | 0.200 (n=3) | 3.0 (n=3) |" in md
+    assert rep["costs"]["dt"]["cell_minutes"] is None and "| dt | 6 | - | - | - | - |" in md
+    curve = rep["learning_curves"]["hopper-medium"]["mingru"]  # from the raw returns, steps every seed has
+    assert curve["steps"] == [100, 200] and curve["seeds"] == 3
+    assert curve["mean"] == pytest.approx([20.0, 40.0])
+    assert "walker2d-medium" not in rep["learning_curves"]
+    if "learning_curves" in rep["plots"]:  # matplotlib present
+        assert (tmp_path / "r" / "learning_curves.png").stat().st_size > 1000 and "learning_curves.png" in md
 
 
 def test_t_quantile_table_matches_scipy(monkeypatch):

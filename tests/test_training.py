@@ -79,13 +79,16 @@ def test_same_seed_same_weights_and_resume_equals_uninterrupted(hopper_file):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
-    step = json.loads((Path("killed") / "checkpoint" / "trainer.json").read_text())["step"]
-    assert 0 < step < 400
+    state = json.loads((Path("killed") / "checkpoint" / "trainer.json").read_text())
+    step, trained_before_kill = state["step"], state["train_seconds"]
+    assert 0 < step < 400 and trained_before_kill > 0
     assert not (Path("killed") / "model.safetensors").exists()
     with pytest.raises(AssertionError, match="already holds a run"):
         run_cli("train_agent", *common, "--steps", "400", "--out", "killed")
     run_cli("train_agent", *common, "--steps", "400", "--out", "killed", "--resume")
     full, resumed = weights("full"), weights("killed")
+    # the resumed run's training time counts the killed process's steps up to its checkpoint, then its own
+    assert json.loads((Path("killed") / "metrics.json").read_text())["train_seconds"] > trained_before_kill
     assert full.keys() == resumed.keys()
     for k in full:
         assert np.array_equal(full[k].numpy(), resumed[k].numpy()), k

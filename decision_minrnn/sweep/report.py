@@ -24,6 +24,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from ..io import write_json
+from ..tasks import published_source
 
 # 0.975 quantiles of Student's t (two-sided 95%) by degrees of freedom, for machines without scipy
 _T975 = {1: 12.7062, 2: 4.3027, 3: 3.1824, 4: 2.7764, 5: 2.5706, 6: 2.4469, 7: 2.3646, 8: 2.3060, 9: 2.2622,
@@ -104,13 +105,47 @@ def per_task(rows: Sequence[dict[str, Any]], tasks: list[str], models: list[str]
         data = [d for d in (dataset_score(r) for r in task_rows) if d is not None]
         sources = sorted({str(r.get("data_source")) for r in task_rows})
         entry: dict[str, Any] = {"dataset": float(np.mean(data)) if data else None, "data_sources": sources,
-                                 "dataset_values_differ": bool(data) and float(np.ptp(data)) > 1e-6, "models": {}}
+                                 "dataset_values_differ": bool(data) and float(np.ptp(data)) > 1e-6, "models": {},
+                                 "published": _published(task)}
         for model in models:
             seeds = {int(r["seed"]): cell_score(r) for r in task_rows if r["model"] == model}
             seeds = {s: v for s, v in sorted(seeds.items()) if v is not None}
             if seeds:
                 entry["models"][model] = {**t_interval(list(seeds.values())), "seeds": seeds}
         out[task] = entry
+    return out
+
+
+def _published(task: str) -> dict[str, dict[str, float]]:
+    from ..errors import UserInputError
+    from ..tasks import published_scores
+
+    try:
+        return published_scores(task)
+    except UserInputError:  # a task name the package does not know (a hand-written spec): no published column
+        return {}
+
+
+def _median(values: Sequence[Any]) -> dict[str, Any] | None:
+    x = [float(v) for v in values if v is not None]
+    return {"median": float(np.median(x)), "n": len(x)} if x else None
+
+
+def costs(rows: Sequence[dict[str, Any]], models: list[str]) -> dict[str, Any]:
+    """Per model: median minutes per cell (cells run start to end in one go: read-back or resumed cells say
+    nothing about it), median training minutes (optimisation only, resumed runs included), median policy time
+    per action in the final evaluation, and the median 15-minute load average when the rows were written."""
+    out = {}
+    for model in models:
+        mine = [r for r in rows if r["model"] == model]
+        whole = [r.get("wall_s") for r in mine if r.get("actions") == ["train"]]
+        out[model] = {
+            "cells": len(mine),
+            "cell_minutes": _median([None if w is None else w / 60 for w in whole]),
+            "train_minutes": _median([None if r.get("train_s") is None else r["train_s"] / 60 for r in mine]),
+            "policy_ms_per_action": _median([r.get("policy_ms_per_action") for r in mine]),
+            "load_15min": _median([(r.get("load_avg") or [None] * 3)[2] for r in mine]),
+        }
     return out
 
 
@@ -182,24 +217,81 @@ def aggregates(table: dict[str, Any], tasks: list[str], models: list[str], *, re
     return out
 
 
-def _plots(agg: dict[str, Any], out_dir: Path, labels: dict[str, str], reps: int) -> dict[str, str]:
-    """Aggregate-interval plot and performance profile as PNG (matplotlib Agg); {} when plotting is not possible."""
-    mats = agg.get("_matrices") or {}
-    if not mats:
-        return {}
+def learning_curves(rows: Sequence[dict[str, Any]], tasks: list[str], models: list[str]) -> dict[str, Any]:
+    """Per task and model: the mean over seeds of the curve points' scores (recomputed from their raw returns) at
+    the steps every seed has, with the number of seeds."""
+    from ..tasks import normalized_score
+
+    out: dict[str, Any] = {}
+    for task in tasks:
+        per_model = {}
+        for model in models:
+            seeds = []
+            for r in rows:
+                if r["task"] == task and r["model"] == model and r.get("learning_curve"):
+                    seeds.append({int(p["step"]): float(np.mean(normalized_score(task, p["returns"])))
+                                  if p.get("returns") else float(p["normalized_mean"]) for p in r["learning_curve"]})
+            if seeds:
+                steps = sorted(set.intersection(*(set(c) for c in seeds)))
+                per_model[model] = {"steps": steps, "mean": [float(np.mean([c[t] for c in seeds])) for t in steps],
+                                    "seeds": len(seeds)}
+        if per_model:
+            out[task] = per_model
+    return out
+
+
+def _curves_plot(curves: dict[str, Any], path: Path, labels: dict[str, str], colors: dict[str, Any]) -> bool:
+    import matplotlib.pyplot as plt
+
+    tasks = list(curves)
+    cols = min(3, len(tasks))
+    rows_n = math.ceil(len(tasks) / cols)
+    fig, axes = plt.subplots(rows_n, cols, figsize=(4.2 * cols, 3.2 * rows_n), squeeze=False)
+    for ax, task in zip(axes.flat, tasks):
+        for model, c in curves[task].items():
+            ax.plot(np.asarray(c["steps"]) / 1000, c["mean"], color=colors.get(model), lw=1.6,
+                    label=f"{labels.get(model, model)} (n={c['seeds']})")
+        ax.set_title(task, fontsize="medium")
+        ax.set_xlabel("training steps (thousands)")
+        ax.set_ylabel("D4RL-normalized score")
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(tasks):]:
+        ax.axis("off")
+    handles, names = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="lower center", ncol=min(4, len(names)), fontsize="small",
+               bbox_to_anchor=(0.5, -0.02 - 0.04 * math.ceil(len(names) / 4)))
+    fig.tight_layout()
+    fig.savefig(path, bbox_inches="tight", dpi=110)
+    plt.close(fig)
+    return True
+
+
+def _plots(agg: dict[str, Any], curves: dict[str, Any], out_dir: Path, labels: dict[str, str], models: list[str],
+           reps: int) -> dict[str, str]:
+    """Learning curves (matplotlib), and with rliable the aggregate-interval plot and the performance profile, as PNG
+    (Agg backend); {} when plotting is not possible. One colour per model across all three."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+    except ImportError:
+        return {}
+    cmap = plt.get_cmap("tab10")
+    by_model = {m: cmap(i % 10) for i, m in enumerate(models)}
+    files = {}
+    if curves and _curves_plot(curves, out_dir / "learning_curves.png", labels, by_model):
+        files["learning_curves"] = "learning_curves.png"
+    mats = agg.get("_matrices") or {}
+    if not mats:
+        return files
+    try:
         from rliable import library as rly
         from rliable import plot_utils
     except ImportError:
-        return {}
+        return files
     names = [labels.get(m, m) for m in mats]
-    cmap = plt.get_cmap("tab10")
-    colors = {name: cmap(i % 10) for i, name in enumerate(names)}  # the same colour per model in both plots
-    files = {}
+    colors = {labels.get(m, m): by_model[m] for m in mats}
     keys = ("iqm", "mean", "optimality_gap")
     point = {labels.get(m, m): np.array([agg["models"][m][k]["point"] for k in keys]) for m in mats}
     ci = {labels.get(m, m): np.array([[agg["models"][m][k]["ci"][j] for k in keys] for j in (0, 1)]) for m in mats}
@@ -248,15 +340,17 @@ def build_report(rows: Sequence[dict[str, Any]], out_dir: Path, *, title: str = 
     table = per_task(rows, tasks, models)
     agg = aggregates(table, tasks, models, reference=reference, reps=reps, seed=seed) if tasks else \
         {"available": False, "note": "no results yet"}
+    curves = learning_curves(rows, tasks, models)
     out_dir.mkdir(parents=True, exist_ok=True)
-    files = _plots(agg, out_dir, labels, reps) if plots and agg.get("available") else {}
+    files = _plots(agg, curves, out_dir, labels, models, reps) if plots else {}
     agg.pop("_matrices", None)
     sources = sorted({str(r.get("data_source")) for r in rows})
     comparable = sorted({{True: "yes", False: "no"}.get(r.get("comparable_with_d4rl"), "unknown") for r in rows})
     report = {"title": title, "cells": len(rows), "tasks": tasks, "models": models, "labels": labels, "bc": bc,
               "data_sources": sources, "comparable_with_d4rl": comparable,
               "score": "D4RL-normalized (x100: 0 = random, 100 = expert), recomputed from raw returns",
-              "per_task": table, "aggregate": agg, "plots": files}
+              "per_task": table, "aggregate": agg, "costs": costs(rows, models), "learning_curves": curves,
+              "published_source": published_source(), "plots": files}
     report["markdown"] = markdown(report)
     (out_dir / "report.md").write_text(report["markdown"])
     write_json(out_dir / "report.json", {k: v for k, v in report.items() if k != "markdown"})
@@ -277,6 +371,9 @@ def markdown(report: dict[str, Any]) -> str:
     lines += ["", f"## Per task: mean over seeds [95% t-interval] ({n_max} seeds unless marked n=k)", ""]
     header = ["task", "data"] + [labels.get(m, m) + (" (BC)" if m == report["bc"] and "bc" not in
                                                      labels.get(m, m).lower() else "") for m in models]
+    published = any(table[t].get("published") for t in tasks)
+    if published:
+        header.append("D4RL v2, not comparable: DT / BC")
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|---|" + "---:|" * (len(header) - 1))
     for task in tasks:
@@ -284,13 +381,33 @@ def markdown(report: dict[str, Any]) -> str:
         data = "-" if t["dataset"] is None else f"{t['dataset']:.1f}"
         if t["dataset_values_differ"] or len(t["data_sources"]) > 1:
             data += " (mixed data)"
-        lines.append("| " + " | ".join([task, data] + [_fmt(t["models"].get(m), n_max) for m in models]) + " |")
+        cells = [task, data] + [_fmt(t["models"].get(m), n_max) for m in models]
+        if published:
+            pub = t.get("published") or {}
+            cells.append(" / ".join(f"{pub[k]['mean']:.1f}" if k in pub else "-" for k in ("DT", "BC")))
+        lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "\"data\" is the dataset's own mean episode return, normalized the same way."]
+    if published:
+        src = report.get("published_source") or {}
+        lines.append(f"The last column is published, not ours: {src.get('project')} ({src.get('repository')}, "
+                     f"{src.get('file')}, \"{src.get('section')}\", commit {str(src.get('commit'))[:7]}), "
+                     f"{src.get('scale')}, on the {src.get('datasets')} files. It is there for orientation only: "
+                     "other data and environment versions, so a difference from our columns is not a result.")
+    lines += _cost_lines(report.get("costs") or {}, labels)
     agg = report["aggregate"]
     lines += ["", "## Across tasks", ""]
     if not agg.get("available"):
         lines.append(f"Aggregates not computed: {agg.get('note')}.")
-        return "\n".join(lines) + "\n"
+    else:
+        lines += _aggregate_lines(agg, labels)
+    plots = report.get("plots") or {}
+    if plots:
+        lines += [""] + [f"![{name}]({path})" for name, path in plots.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _aggregate_lines(agg: dict[str, Any], labels: dict[str, str]) -> list[str]:
+    lines: list[str] = []
     lines.append(f"rliable, {len(agg['tasks'])} tasks, 95% stratified-bootstrap intervals ({agg['reps']} "
                  f"resamples of the runs within each task). Optimality gap: mean shortfall below {OPTIMAL:g}.")
     if agg.get("note"):
@@ -312,10 +429,31 @@ def markdown(report: dict[str, Any]) -> str:
             lines.append(f"| {labels.get(m, m)} | {s['point']:.2f} [{s['ci'][0]:.2f}, {s['ci'][1]:.2f}] |")
     elif agg.get("probability_of_improvement_note"):
         lines += ["", f"Probability of improvement not computed: {agg['probability_of_improvement_note']}."]
-    plots = report.get("plots") or {}
-    if plots:
-        lines += [""] + [f"![{name}]({path})" for name, path in plots.items()]
-    return "\n".join(lines) + "\n"
+    return lines
+
+
+def _cost_lines(cost: dict[str, Any], labels: dict[str, str]) -> list[str]:
+    if not cost:
+        return []
+
+    def fmt(stat: dict[str, Any] | None, digits: int, cells: int) -> str:
+        if not stat:
+            return "-"
+        return f"{stat['median']:.{digits}f}" + ("" if stat["n"] == cells else f" (n={stat['n']})")
+
+    lines = ["", "## Cost per model", "",
+             "Medians over cells. Cell minutes: wall time of cells run start to end in one go (training, learning-"
+             "curve and final evaluations); training minutes: optimisation steps only; policy time: the final "
+             "evaluation's time in the policy per action (all envs acting in one batched call). n = cells that "
+             "recorded the figure when fewer than all; load: the machine's 15-minute load average as rows were "
+             "written.", "",
+             "| model | cells | cell minutes | training minutes | policy ms per action | load |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for m, c in cost.items():
+        n = c["cells"]
+        lines.append(f"| {labels.get(m, m)} | {n} | {fmt(c['cell_minutes'], 1, n)} | {fmt(c['train_minutes'], 1, n)} | "
+                     f"{fmt(c['policy_ms_per_action'], 3, n)} | {fmt(c['load_15min'], 1, n)} |")
+    return lines
 
 
 def report_from_file(results: Path, out_dir: Path, **kwargs: Any) -> dict[str, Any]:

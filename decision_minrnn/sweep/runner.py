@@ -198,6 +198,9 @@ def make_row(spec: SweepSpec, p: PlannedCell, outcome: Outcome, code: dict[str, 
         "config_hash": config_hash(config),
         "code_version": code, "versions": run.get("versions"),
         "wall_s": round(outcome.wall_s, 3), "actions": outcome.actions, "host": outcome.host,
+        "train_s": metrics.get("train_seconds"),  # optimisation only (no evaluations); None if not recorded
+        "policy_ms_per_action": _get(ev, "timing", "policy_ms_per_action"),  # final evaluation, batched envs
+        "load_avg": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
         "cell_dir": str(p.cell.rel_dir),
         "finished_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
