@@ -18,8 +18,11 @@ from decision_minrnn.sweep.spec import load_spec
 SHIPPED = sorted(p for p in resource_dir("agents").glob("*/*") if (p / "model.safetensors").is_file())
 
 
-def test_an_agent_ships():
-    assert any(p.parent.name == "hopper-medium" for p in SHIPPED)
+def test_an_agent_ships_and_each_task_ships_mingru_and_dt():
+    tasks = {p.parent.name for p in SHIPPED}
+    assert "hopper-medium" in tasks
+    for task in tasks:  # the README compares the two: a task ships both or neither
+        assert {p.name for p in SHIPPED if p.parent.name == task} >= {"mingru", "dt"}, task
 
 
 @pytest.mark.parametrize("folder", SHIPPED, ids=lambda p: f"{p.parent.name}/{p.name}")

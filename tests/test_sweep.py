@@ -131,6 +131,7 @@ def test_local_sweep_resumes_and_skips_finished_cells(tiny_spec):
         assert r["code_version"]["decision_minrnn"] and r["wall_s"] > 0
         # training time is the optimisation alone (carried over the resume), below the cell's wall time
         assert 0 < r["train_s"] < r["wall_s"] and r["policy_ms_per_action"] > 0 and len(r["load_avg"]) == 3
+        assert r["train_cpu_s"] > 0
     # Everything done: a rerun runs nothing, and the report works on the real rows.
     assert sweep_main([*common]) == 0
     assert len(read_results(out / "results.jsonl")) == 8
@@ -229,6 +230,7 @@ def test_report_published_column_costs_and_learning_curves(tmp_path):
     env = resolve_task("hopper-medium").env
     for i, r in enumerate(r for r in rows if r["model"] == "mingru" and r["task"] == "hopper-medium"):
         r.update(wall_s=60.0 * (10 + i), actions=["train"] if i < 2 else ["resume"], train_s=30.0 * (1 + i),
+                 train_cpu_s=None if i == 2 else 12.0 * (1 + i),
                  policy_ms_per_action=0.1 * (1 + i), load_avg=[1.0, 1.0, 2.0 + i])
         # curve points at steps 100 and 200, and a third step only seed 0 reached; scores 10 * (seed + 1) * k
         r["learning_curve"] = [{"step": 100 * k, "normalized_mean": 999.0, "returns": [
@@ -244,8 +246,9 @@ def test_report_published_column_costs_and_learning_curves(tmp_path):
     assert cost["cells"] == 6 and cost["cell_minutes"] == {"median": 10.5, "n": 2}  # the resumed cell left out
     assert cost["train_minutes"] == {"median": 1.0, "n": 3} and cost["load_15min"] == {"median": 3.0, "n": 3}
     assert cost["policy_ms_per_action"]["median"] == pytest.approx(0.2)
-    assert "| mingru | 6 | 10.5 (n=2) | 1.0 (n=3) | 0.200 (n=3) | 3.0 (n=3) |" in md
-    assert rep["costs"]["dt"]["cell_minutes"] is None and "| dt | 6 | - | - | - | - |" in md
+    assert cost["train_cpu_minutes"]["median"] == pytest.approx(0.3) and cost["train_cpu_minutes"]["n"] == 2
+    assert "| mingru | 6 | 10.5 (n=2) | 1.0 (n=3) | 0.3 (n=2) | 0.200 (n=3) | 3.0 (n=3) |" in md
+    assert rep["costs"]["dt"]["cell_minutes"] is None and "| dt | 6 | - | - | - | - | - |" in md
     curve = rep["learning_curves"]["hopper-medium"]["mingru"]  # from the raw returns, steps every seed has
     assert curve["steps"] == [100, 200] and curve["seeds"] == 3
     assert curve["mean"] == pytest.approx([20.0, 40.0])

@@ -88,7 +88,9 @@ def test_same_seed_same_weights_and_resume_equals_uninterrupted(hopper_file):
     run_cli("train_agent", *common, "--steps", "400", "--out", "killed", "--resume")
     full, resumed = weights("full"), weights("killed")
     # the resumed run's training time counts the killed process's steps up to its checkpoint, then its own
-    assert json.loads((Path("killed") / "metrics.json").read_text())["train_seconds"] > trained_before_kill
+    resumed_metrics = json.loads((Path("killed") / "metrics.json").read_text())
+    assert resumed_metrics["train_seconds"] > trained_before_kill
+    assert resumed_metrics["train_cpu_seconds"] > state["train_cpu_seconds"] > 0
     assert full.keys() == resumed.keys()
     for k in full:
         assert np.array_equal(full[k].numpy(), resumed[k].numpy()), k

@@ -143,6 +143,8 @@ def costs(rows: Sequence[dict[str, Any]], models: list[str]) -> dict[str, Any]:
             "cells": len(mine),
             "cell_minutes": _median([None if w is None else w / 60 for w in whole]),
             "train_minutes": _median([None if r.get("train_s") is None else r["train_s"] / 60 for r in mine]),
+            "train_cpu_minutes": _median([None if r.get("train_cpu_s") is None else r["train_cpu_s"] / 60
+                                          for r in mine]),
             "policy_ms_per_action": _median([r.get("policy_ms_per_action") for r in mine]),
             "load_15min": _median([(r.get("load_avg") or [None] * 3)[2] for r in mine]),
         }
@@ -368,7 +370,8 @@ def markdown(report: dict[str, Any]) -> str:
                     f"{', '.join(report['comparable_with_d4rl'])})." if report["comparable_with_d4rl"] else "."))
     if not tasks:
         return "\n".join(lines + ["", "No results yet."]) + "\n"
-    lines += ["", f"## Per task: mean over seeds [95% t-interval] ({n_max} seeds unless marked n=k)", ""]
+    seeds = f"{n_max} seed" + ("" if n_max == 1 else "s")
+    lines += ["", f"## Per task: mean over seeds [95% t-interval] ({seeds} unless marked n=k)", ""]
     header = ["task", "data"] + [labels.get(m, m) + (" (BC)" if m == report["bc"] and "bc" not in
                                                      labels.get(m, m).lower() else "") for m in models]
     published = any(table[t].get("published") for t in tasks)
@@ -443,16 +446,18 @@ def _cost_lines(cost: dict[str, Any], labels: dict[str, str]) -> list[str]:
 
     lines = ["", "## Cost per model", "",
              "Medians over cells. Cell minutes: wall time of cells run start to end in one go (training, learning-"
-             "curve and final evaluations); training minutes: optimisation steps only; policy time: the final "
+             "curve and final evaluations); training minutes: optimisation steps only, wall and process CPU time (CPU "
+             "time leaves out waits for a busy core and pauses); policy time: the final "
              "evaluation's time in the policy per action (all envs acting in one batched call). n = cells that "
              "recorded the figure when fewer than all; load: the machine's 15-minute load average as rows were "
              "written.", "",
-             "| model | cells | cell minutes | training minutes | policy ms per action | load |",
-             "|---|---:|---:|---:|---:|---:|"]
+             "| model | cells | cell minutes | training minutes | training CPU minutes | policy ms per action | load |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
     for m, c in cost.items():
         n = c["cells"]
-        lines.append(f"| {labels.get(m, m)} | {n} | {fmt(c['cell_minutes'], 1, n)} | {fmt(c['train_minutes'], 1, n)} | "
-                     f"{fmt(c['policy_ms_per_action'], 3, n)} | {fmt(c['load_15min'], 1, n)} |")
+        figures = [fmt(c["cell_minutes"], 1, n), fmt(c["train_minutes"], 1, n), fmt(c["train_cpu_minutes"], 1, n),
+                   fmt(c["policy_ms_per_action"], 3, n), fmt(c["load_15min"], 1, n)]
+        lines.append(f"| {labels.get(m, m)} | {n} | " + " | ".join(figures) + " |")
     return lines
 
 

@@ -199,6 +199,7 @@ def make_row(spec: SweepSpec, p: PlannedCell, outcome: Outcome, code: dict[str, 
         "code_version": code, "versions": run.get("versions"),
         "wall_s": round(outcome.wall_s, 3), "actions": outcome.actions, "host": outcome.host,
         "train_s": metrics.get("train_seconds"),  # optimisation only (no evaluations); None if not recorded
+        "train_cpu_s": metrics.get("train_cpu_seconds"),  # the same in process CPU time (no waits, no pauses)
         "policy_ms_per_action": _get(ev, "timing", "policy_ms_per_action"),  # final evaluation, batched envs
         "load_avg": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
         "cell_dir": str(p.cell.rel_dir),

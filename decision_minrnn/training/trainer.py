@@ -62,6 +62,8 @@ class TrainOutcome:
     learning_curve: list[dict[str, Any]] = field(default_factory=list)
     train_seconds: float | None = None  # wall time in optimisation steps, all sessions of a resumed run, without
     # curve evaluations and checkpoints; None when resumed from a checkpoint that did not record it
+    train_cpu_seconds: float | None = None  # the same stretches in process CPU time (all threads): unlike wall time
+    # it leaves out waits for a busy core and pauses (SIGSTOP), so it compares runs on a shared machine
 
 
 def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -111,6 +113,7 @@ class Trainer:
         self.last_checkpoint = 0
         self.learning_curve: list[dict[str, Any]] = []
         self.train_seconds: float | None = 0.0  # in the checkpoint: a resumed run reports its whole training time
+        self.train_cpu_seconds: float | None = 0.0
 
     # ------------------------------------------------------------------------------------------------ state
     def restore(self) -> int:
@@ -121,12 +124,15 @@ class Trainer:
         self.learning_curve = list(info.get("learning_curve", []))
         seconds = info.get("train_seconds")  # absent in checkpoints written before it was recorded: unknown
         self.train_seconds = None if seconds is None else float(seconds)
+        cpu = info.get("train_cpu_seconds")
+        self.train_cpu_seconds = None if cpu is None else float(cpu)
         return self.step
 
     def _save_checkpoint(self) -> None:
         save_checkpoint(self.run_dir, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler,
                         step=self.step, sampler_state=self.sampler.state_dict(), config=self.cfg.to_dict(),
-                        extra={"learning_curve": self.learning_curve, "train_seconds": self.train_seconds})
+                        extra={"learning_curve": self.learning_curve, "train_seconds": self.train_seconds,
+                               "train_cpu_seconds": self.train_cpu_seconds})
         self.last_checkpoint = self.step
 
     # ------------------------------------------------------------------------------------------------ loop
@@ -173,7 +179,8 @@ class Trainer:
         loss_value = float("nan")
         loss = None
         t_log, tokens = time.perf_counter(), 0
-        mark = t_log  # start of the current stretch of optimisation (curve points and checkpoints are not counted)
+        mark, mark_cpu = t_log, time.process_time()  # start of the current stretch of optimisation (curve points
+        # and checkpoints are not counted)
         self.model.train()
         with interrupt_at_step_boundary() as interrupt:
             try:
@@ -196,17 +203,19 @@ class Trainer:
                     bar.update(1)
                     if self.train_seconds is not None:
                         self.train_seconds += time.perf_counter() - mark
+                    if self.train_cpu_seconds is not None:
+                        self.train_cpu_seconds += time.process_time() - mark_cpu
                     if lead and self.evaluate is not None and cfg.eval_every and done % cfg.eval_every == 0:
                         self._curve_point(writer)
                     if lead and (done % cfg.checkpoint_every == 0 or done == cfg.steps):
                         self._save_checkpoint()
                     if interrupt["stop"]:
                         raise KeyboardInterrupt
-                    mark = time.perf_counter()
+                    mark, mark_cpu = time.perf_counter(), time.process_time()
                 if loss is not None:
                     loss_value = loss.item()
             finally:
                 bar.close()
                 if writer is not None:
                     writer.close()
-        return TrainOutcome(self.step, loss_value, self.learning_curve, self.train_seconds)
+        return TrainOutcome(self.step, loss_value, self.learning_curve, self.train_seconds, self.train_cpu_seconds)
