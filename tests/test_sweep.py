@@ -275,3 +275,35 @@ def test_only_a_changed_config_restarts_a_resumable_folder(tmp_path):
     assert _refused_as_other_run(log, 0)
     log.write_text(log.read_text() + "error: hopper_medium-v2.hdf5 is missing\n")
     assert not _refused_as_other_run(log, offset)  # a missing dataset never costs the checkpoint
+
+
+def test_secondary_rollout_scores_the_same_episodes_in_the_other_mode(tiny_spec):
+    """benchmarks/secondary_rollout.py: same weights, same evaluation seed, the other mode; BC (one mode) skipped;
+    a rerun adds nothing. The primary mode on that seed reproduces the row's returns, so the two columns score the
+    same episodes."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "secondary_rollout.py"
+    spec = importlib.util.spec_from_file_location("secondary_rollout", path)
+    secondary = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(secondary)
+    out = Path("sw")
+    assert sweep_main([str(tiny_spec), "--out", str(out), "--no-progress", "--only", "task=hopper-medium",
+                       "seed=0"]) == 0
+    assert secondary.main([str(out), "--out", "sec"]) == 0
+    rows = [json.loads(line) for line in Path("sec/secondary.jsonl").read_text().splitlines()]
+    (row,) = rows  # minGRU only
+    primary = next(r for r in read_results(out / "results.jsonl") if r["model"] == "mingru")
+    assert (row["model"], row["primary_rollout"], row["rollout"]) == ("mingru", "recurrent", "window")
+    assert row["eval_seed"] == primary["eval_seed"] and len(row["returns"]) == len(primary["returns"]) == 2
+    assert row["primary_normalized_mean"] == pytest.approx(np.mean(normalized_score("hopper-medium",
+                                                                                    primary["returns"])))
+    again = subprocess.run([str(BIN / "evaluate_agent"), str(out / primary["cell_dir"]), "--episodes", "2",
+                            "--seed", str(primary["eval_seed"]), "--rollout", "recurrent", "--quiet", "--json",
+                            "re.json"], capture_output=True, text=True, timeout=120,
+                           env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert again.returncode == 0, again.stderr
+    assert json.loads(Path("re.json").read_text())["returns"] == primary["returns"]
+    assert secondary.main([str(out), "--out", "sec"]) == 0  # nothing new to evaluate
+    assert len(Path("sec/secondary.jsonl").read_text().splitlines()) == 1
+    assert "| hopper-medium | mingru | recurrent:" in Path("sec/secondary.md").read_text()
