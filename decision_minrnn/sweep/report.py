@@ -23,8 +23,9 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
+from ..errors import UserInputError
 from ..io import write_json
-from ..tasks import published_source
+from ..tasks import published_scores, published_source
 
 # 0.975 quantiles of Student's t (two-sided 95%) by degrees of freedom, for machines without scipy
 _T975 = {1: 12.7062, 2: 4.3027, 3: 3.1824, 4: 2.7764, 5: 2.5706, 6: 2.4469, 7: 2.3646, 8: 2.3060, 9: 2.2622,
@@ -117,17 +118,15 @@ def per_task(rows: Sequence[dict[str, Any]], tasks: list[str], models: list[str]
 
 
 def _published(task: str) -> dict[str, dict[str, float]]:
-    from ..errors import UserInputError
-    from ..tasks import published_scores
-
     try:
         return published_scores(task)
     except UserInputError:  # a task name the package does not know (a hand-written spec): no published column
         return {}
 
 
-def _median(values: Sequence[Any]) -> dict[str, Any] | None:
-    x = [float(v) for v in values if v is not None]
+def _median(values: Sequence[Any], unit: float = 1.0) -> dict[str, Any] | None:
+    """Median of the values that are there (divided by `unit`) and how many there were; None when none is."""
+    x = [float(v) / unit for v in values if v is not None]
     return {"median": float(np.median(x)), "n": len(x)} if x else None
 
 
@@ -138,13 +137,11 @@ def costs(rows: Sequence[dict[str, Any]], models: list[str]) -> dict[str, Any]:
     out = {}
     for model in models:
         mine = [r for r in rows if r["model"] == model]
-        whole = [r.get("wall_s") for r in mine if r.get("actions") == ["train"]]
         out[model] = {
             "cells": len(mine),
-            "cell_minutes": _median([None if w is None else w / 60 for w in whole]),
-            "train_minutes": _median([None if r.get("train_s") is None else r["train_s"] / 60 for r in mine]),
-            "train_cpu_minutes": _median([None if r.get("train_cpu_s") is None else r["train_cpu_s"] / 60
-                                          for r in mine]),
+            "cell_minutes": _median([r.get("wall_s") for r in mine if r.get("actions") == ["train"]], 60),
+            "train_minutes": _median([r.get("train_s") for r in mine], 60),
+            "train_cpu_minutes": _median([r.get("train_cpu_s") for r in mine], 60),
             "policy_ms_per_action": _median([r.get("policy_ms_per_action") for r in mine]),
             "load_15min": _median([(r.get("load_avg") or [None] * 3)[2] for r in mine]),
         }
@@ -242,7 +239,7 @@ def learning_curves(rows: Sequence[dict[str, Any]], tasks: list[str], models: li
     return out
 
 
-def _curves_plot(curves: dict[str, Any], path: Path, labels: dict[str, str], colors: dict[str, Any]) -> bool:
+def _curves_plot(curves: dict[str, Any], path: Path, labels: dict[str, str], colors: dict[str, Any]) -> None:
     import matplotlib.pyplot as plt
 
     tasks = list(curves)
@@ -265,7 +262,6 @@ def _curves_plot(curves: dict[str, Any], path: Path, labels: dict[str, str], col
     fig.tight_layout()
     fig.savefig(path, bbox_inches="tight", dpi=110)
     plt.close(fig)
-    return True
 
 
 def _plots(agg: dict[str, Any], curves: dict[str, Any], out_dir: Path, labels: dict[str, str], models: list[str],
@@ -282,7 +278,8 @@ def _plots(agg: dict[str, Any], curves: dict[str, Any], out_dir: Path, labels: d
     cmap = plt.get_cmap("tab10")
     by_model = {m: cmap(i % 10) for i, m in enumerate(models)}
     files = {}
-    if curves and _curves_plot(curves, out_dir / "learning_curves.png", labels, by_model):
+    if curves:
+        _curves_plot(curves, out_dir / "learning_curves.png", labels, by_model)
         files["learning_curves"] = "learning_curves.png"
     mats = agg.get("_matrices") or {}
     if not mats:

@@ -60,10 +60,39 @@ class TrainOutcome:
     steps: int
     final_loss: float
     learning_curve: list[dict[str, Any]] = field(default_factory=list)
-    train_seconds: float | None = None  # wall time in optimisation steps, all sessions of a resumed run, without
-    # curve evaluations and checkpoints; None when resumed from a checkpoint that did not record it
-    train_cpu_seconds: float | None = None  # the same stretches in process CPU time (all threads): unlike wall time
-    # it leaves out waits for a busy core and pauses (SIGSTOP), so it compares runs on a shared machine
+    timing: dict[str, float | None] = field(default_factory=dict)  # `TrainClock.record()`
+
+
+@dataclass
+class TrainClock:
+    """Time in optimisation steps (curve evaluations and checkpoints left out), summed over every session of a
+    resumed run, as wall and as process CPU time (all threads). CPU time leaves out waits for a busy core and pauses
+    (SIGSTOP), so it compares runs on a shared machine. A figure is None (unknown, never undercounted) when the run
+    resumed from a checkpoint that did not record it."""
+
+    wall: float | None = 0.0
+    cpu: float | None = 0.0
+    _marks: tuple[float, float] = field(default=(0.0, 0.0), repr=False)
+
+    def start(self) -> None:
+        self._marks = (time.perf_counter(), time.process_time())
+
+    def stop(self) -> None:
+        wall0, cpu0 = self._marks
+        if self.wall is not None:
+            self.wall += time.perf_counter() - wall0
+        if self.cpu is not None:
+            self.cpu += time.process_time() - cpu0
+
+    def record(self) -> dict[str, float | None]:
+        """The figures as the checkpoint and metrics.json store them."""
+        return {"train_seconds": None if self.wall is None else round(self.wall, 3),
+                "train_cpu_seconds": None if self.cpu is None else round(self.cpu, 3)}
+
+    @classmethod
+    def from_record(cls, info: dict[str, Any]) -> "TrainClock":
+        wall, cpu = info.get("train_seconds"), info.get("train_cpu_seconds")
+        return cls(None if wall is None else float(wall), None if cpu is None else float(cpu))
 
 
 def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -112,8 +141,7 @@ class Trainer:
         self.step = 0
         self.last_checkpoint = 0
         self.learning_curve: list[dict[str, Any]] = []
-        self.train_seconds: float | None = 0.0  # in the checkpoint: a resumed run reports its whole training time
-        self.train_cpu_seconds: float | None = 0.0
+        self.clock = TrainClock()  # in the checkpoint: a resumed run reports its whole training time
 
     # ------------------------------------------------------------------------------------------------ state
     def restore(self) -> int:
@@ -122,17 +150,13 @@ class Trainer:
         self.step = self.last_checkpoint = int(info["step"])
         self.sampler.load_state_dict(info["sampler"])
         self.learning_curve = list(info.get("learning_curve", []))
-        seconds = info.get("train_seconds")  # absent in checkpoints written before it was recorded: unknown
-        self.train_seconds = None if seconds is None else float(seconds)
-        cpu = info.get("train_cpu_seconds")
-        self.train_cpu_seconds = None if cpu is None else float(cpu)
+        self.clock = TrainClock.from_record(info)
         return self.step
 
     def _save_checkpoint(self) -> None:
         save_checkpoint(self.run_dir, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler,
                         step=self.step, sampler_state=self.sampler.state_dict(), config=self.cfg.to_dict(),
-                        extra={"learning_curve": self.learning_curve, "train_seconds": self.train_seconds,
-                               "train_cpu_seconds": self.train_cpu_seconds})
+                        extra={"learning_curve": self.learning_curve, **self.clock.record()})
         self.last_checkpoint = self.step
 
     # ------------------------------------------------------------------------------------------------ loop
@@ -179,8 +203,7 @@ class Trainer:
         loss_value = float("nan")
         loss = None
         t_log, tokens = time.perf_counter(), 0
-        mark, mark_cpu = t_log, time.process_time()  # start of the current stretch of optimisation (curve points
-        # and checkpoints are not counted)
+        self.clock.start()
         self.model.train()
         with interrupt_at_step_boundary() as interrupt:
             try:
@@ -201,21 +224,18 @@ class Trainer:
                         t_log, tokens = time.perf_counter(), 0
                         bar.set_postfix(loss=f"{loss_value:.4f}")
                     bar.update(1)
-                    if self.train_seconds is not None:
-                        self.train_seconds += time.perf_counter() - mark
-                    if self.train_cpu_seconds is not None:
-                        self.train_cpu_seconds += time.process_time() - mark_cpu
+                    self.clock.stop()  # curve points and checkpoints below are not training time
                     if lead and self.evaluate is not None and cfg.eval_every and done % cfg.eval_every == 0:
                         self._curve_point(writer)
                     if lead and (done % cfg.checkpoint_every == 0 or done == cfg.steps):
                         self._save_checkpoint()
                     if interrupt["stop"]:
                         raise KeyboardInterrupt
-                    mark, mark_cpu = time.perf_counter(), time.process_time()
+                    self.clock.start()
                 if loss is not None:
                     loss_value = loss.item()
             finally:
                 bar.close()
                 if writer is not None:
                     writer.close()
-        return TrainOutcome(self.step, loss_value, self.learning_curve, self.train_seconds, self.train_cpu_seconds)
+        return TrainOutcome(self.step, loss_value, self.learning_curve, self.clock.record())

@@ -140,8 +140,7 @@ def train_agent(task_name: str | Task, cfg: TrainConfig, *, seed: int = 0, out: 
             write_json(run_dir / run_folder.RUN_RECORD, {**record, "data": meta.data, "versions": meta.extra["versions"],
                                                          "command": meta.extra["command"]})
         if mode == "finish":  # `restore` loaded the last checkpoint's weights
-            outcome = TrainOutcome(trainer.step, float("nan"), trainer.learning_curve, trainer.train_seconds,
-                                   trainer.train_cpu_seconds)
+            outcome = TrainOutcome(trainer.step, float("nan"), trainer.learning_curve, trainer.clock.record())
         else:
             outcome = trainer.fit()
         if not lead:
@@ -185,8 +184,7 @@ def _metrics(task: Task, cfg: TrainConfig, meta: AgentMeta, outcome: TrainOutcom
     return {
         "task": task.name, "backbone": cfg.backbone, "layout": cfg.layout, "steps": cfg.steps,
         "final_loss": outcome.final_loss,
-        "train_seconds": None if outcome.train_seconds is None else round(outcome.train_seconds, 3),
-        "train_cpu_seconds": None if outcome.train_cpu_seconds is None else round(outcome.train_cpu_seconds, 3),
+        **outcome.timing,  # train_seconds, train_cpu_seconds
         "dataset_return_normalized_mean": meta.data["return_normalized_mean"],
         "data_source": meta.data["source"], "data_version": meta.data.get("data_version"),
         "comparable_with_d4rl": meta.data["comparable_with_d4rl"],
