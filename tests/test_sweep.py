@@ -307,3 +307,52 @@ def test_secondary_rollout_scores_the_same_episodes_in_the_other_mode(tiny_spec)
     assert secondary.main([str(out), "--out", "sec"]) == 0  # nothing new to evaluate
     assert len(Path("sec/secondary.jsonl").read_text().splitlines()) == 1
     assert "| hopper-medium | mingru | recurrent:" in Path("sec/secondary.md").read_text()
+
+
+def test_adopt_copies_only_the_same_cells_from_another_sweep(tiny_spec, tmp_path, capsys):
+    from decision_minrnn.sweep.cells import config_hash
+    from decision_minrnn.sweep.runner import final_evaluation_seed
+
+    spec = load_spec(str(tiny_spec))
+    planned = {p.cell.key: p for p in plan(spec, tmp_path / "x")[0]}
+
+    def row(task, model, seed, **changes):
+        p = planned.get((task, model, seed))
+        base = {"task": task, "model": model, "seed": seed, "sweep": "other", "returns": [10.0, 12.0],
+                "data_source": "d4rl", "data_version": None, "eval_seed": final_evaluation_seed(seed),
+                "config_hash": config_hash(p.config) if p else "x", "wall_s": 61.5, "actions": ["train"],
+                "finished_at": "2026-12-06T16:03:21+00:00"}
+        return {**base, **changes}
+
+    other = tmp_path / "other.jsonl"
+    other.write_text("".join(json.dumps(r) + "\n" for r in [
+        row("hopper-medium", "bc", 0),
+        row("hopper-medium", "bc", 1, config_hash="0" * 64),  # trained with other settings
+        row("walker2d-medium", "bc", 0, data_source="minari"),
+        row("walker2d-medium", "mingru", 1, eval_seed=7),
+        row("halfcheetah-medium", "bc", 0),  # not a task of this sweep: ignored
+        row("hopper-medium", "mingru", 0),  # this sweep has it already: kept as it is
+    ]))
+    out = tmp_path / "sw"
+    out.mkdir()
+    mine = row("hopper-medium", "mingru", 0, sweep="tiny", returns=[1.0, 2.0])
+    (out / "results.jsonl").write_text(json.dumps(mine) + "\n")
+    assert sweep_main([str(tiny_spec), "--out", str(out), "--adopt", str(other)]) == 0
+    log = capsys.readouterr().err
+    assert "adopted hopper-medium bc seed0" in log and "kept    hopper-medium mingru seed0" in log
+    assert "refused hopper-medium bc seed1: a different config" in log
+    assert "refused walker2d-medium bc seed0: data source 'minari'" in log
+    assert "refused walker2d-medium mingru seed1: final evaluation seed 7" in log
+    by_key, rows = rows_by_key(out)
+    assert len(rows) == 2 and by_key[("hopper-medium", "mingru", 0)]["returns"] == [1.0, 2.0]
+    got = by_key[("hopper-medium", "bc", 0)]
+    assert got["sweep"] == "tiny" and got["adopted_from"]["sweep"] == "other"
+    assert got["returns"] == [10.0, 12.0] and got["wall_s"] == 61.5 and got["actions"] == ["train"]
+    # a second run adds nothing; the adopted cell counts as done
+    assert sweep_main([str(tiny_spec), "--out", str(out), "--adopt", str(other)]) == 0
+    assert len(read_results(out / "results.jsonl")) == 2
+    proc = subprocess.run([str(BIN / "sweep_agents"), str(tiny_spec), "--dry-run", "--out", str(out)],
+                          capture_output=True, text=True, timeout=120)
+    assert "2 done, 6 to run" in proc.stdout
+    assert sweep_main([str(tiny_spec), "--out", str(out), "--adopt", str(tmp_path / "missing.jsonl")]) != 0
+    assert "no such results file" in capsys.readouterr().err

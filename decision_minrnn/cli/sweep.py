@@ -4,6 +4,7 @@
     sweep_agents d4rl-nine --dry-run                         # the cells, their commands and the CPU-time estimate
     sweep_agents d4rl-nine --only model=mingru,dt,bc seed=0  # a part of it
     sweep_agents d4rl-nine --ray                             # on the Ray cluster of $RAY_ADDRESS (or this machine)
+    sweep_agents d4rl-nine --adopt runs/sweeps/hopper-medium/results.jsonl  # shared cells, trained once
     sweep_agents d4rl-nine --report                          # OUT/report.md, report.json, plots
 """
 
@@ -42,6 +43,9 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="list the cells and commands and estimate CPU time")
     p.add_argument("--report", action="store_true", help="write OUT/report.md, report.json and plots from "
                    "OUT/results.jsonl (nothing is run)")
+    p.add_argument("--adopt", type=Path, action="append", metavar="RESULTS_JSONL",
+                   help="copy the finished cells of another sweep's results.jsonl that are cells of this one (same "
+                   "task, model, seed, config hash, data source and version) into OUT/results.jsonl; nothing is run")
     p.add_argument("--reps", type=positive_int, default=2000, help="bootstrap resamples of the report (2000)")
     p.add_argument("--no-plots", action="store_true", help="report without the PNG plots")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -71,6 +75,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(report["markdown"])
         print(f"report: {out / 'report.md'}, {out / 'report.json'}"
               + "".join(f", {out / f}" for f in report["plots"].values()), file=sys.stderr)
+        return 0
+    if args.adopt:
+        from ..sweep.runner import adopt_results
+
+        for source in args.adopt:
+            lines = adopt_results(spec, out, source, data_source=args.data_source)
+            print("\n".join(lines) or f"{source}: no cells of sweep {spec.name}", file=sys.stderr)
         return 0
     only = parse_only(args.only)
     wants_ray = args.ray or args.ray_address or os.environ.get("RAY_ADDRESS")

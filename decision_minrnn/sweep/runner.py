@@ -207,6 +207,57 @@ def make_row(spec: SweepSpec, p: PlannedCell, outcome: Outcome, code: dict[str, 
     }
 
 
+def adopt_results(spec: SweepSpec, out: Path, source: Path, *, data_source: str | None = None) -> list[str]:
+    """Copy into OUT/results.jsonl the rows of `source` (another sweep's results) that are cells of this spec: the
+    same task, model and seed, the same config hash (so the same protocol), data source and data version, and the
+    same final-evaluation seed. A cell shared by two sweeps is then trained once, even after its folder is gone.
+    Cells this sweep already has are left as they are. Each copied row keeps its measurements (returns, wall time,
+    actions, code version) and gains `adopted_from`. Returns one line per copied or refused row."""
+    from ..data.d4rl import DATA_VERSION
+
+    if not source.is_file():
+        raise UserInputError(f"--adopt {source}: no such results file")
+    src = source.resolve()
+    if src == (out / RESULTS).resolve():
+        raise UserInputError(f"--adopt {source} is this sweep's own results file")
+    wanted_source = data_source or spec.data_source
+    planned, _ = plan(spec, out, data_source=wanted_source)
+    by_key = {p.cell.key: p for p in planned}
+    lines: list[str] = []
+    with sweep_lock(out):
+        results = out / RESULTS
+        have = set(latest_rows(read_results(results)))
+        for key, row in latest_rows(read_results(source)).items():
+            p = by_key.get(key)
+            if p is None:
+                continue
+            label = p.cell.label()
+            if key in have:
+                lines.append(f"kept    {label}: this sweep has it already")
+                continue
+            why = []
+            if row.get("config_hash") != config_hash(p.config):
+                why.append("a different config (config_hash)")
+            if row.get("data_source") != wanted_source:
+                why.append(f"data source {row.get('data_source')!r}, this sweep's is {wanted_source!r}")
+            if wanted_source == "regenerated" and row.get("data_version") != DATA_VERSION:
+                why.append(f"data version {row.get('data_version')}, this package's is {DATA_VERSION}")
+            if row.get("eval_seed") != final_evaluation_seed(p.cell.seed):
+                why.append(f"final evaluation seed {row.get('eval_seed')}")
+            if not row.get("returns"):
+                why.append("no returns")
+            if why:
+                lines.append(f"refused {label}: " + "; ".join(why))
+                continue
+            adopted = dict(row, sweep=spec.name,
+                           adopted_from={"sweep": row.get("sweep"), "results": str(src),
+                                         "finished_at": row.get("finished_at")})
+            append_result(results, adopted)
+            have.add(key)
+            lines.append(f"adopted {label} from sweep {row.get('sweep')}")
+    return lines
+
+
 def estimate(spec: SweepSpec, cells: Sequence[PlannedCell], jobs: int) -> str:
     """CPU time of `cells` from the spec's cost table, with its source; models without a number are named."""
     minutes, unknown = 0.0, set()
