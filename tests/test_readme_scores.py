@@ -1,0 +1,62 @@
+"""The README's score tables say what the committed sweep results say: the hopper-medium study's table is
+recomputed from `benchmarks/results/sweeps/hopper-medium/results.jsonl` with the report code."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from decision_minrnn.sweep.report import build_report
+from decision_minrnn.sweep.runner import read_results
+from decision_minrnn.sweep.spec import load_spec
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+
+
+def section(text: str, heading: str) -> str:
+    """The README text from `heading` to the next heading of the same or a higher level."""
+    start = text.index(heading)
+    level = len(heading) - len(heading.lstrip("#"))
+    nxt = re.search(rf"^#{{1,{level}}} ", text[start + len(heading):], flags=re.M)
+    return text[start:start + len(heading) + (nxt.start() if nxt else len(text))]
+
+
+def table_rows(text: str) -> list[list[str]]:
+    """Cells of the markdown table rows (header and rule left out)."""
+    lines = [ln for ln in text.splitlines() if ln.startswith("|")]
+    return [[c.strip() for c in ln.strip("|").split("|")] for ln in lines[2:]]
+
+
+def test_section_helper_stops_at_the_next_heading():
+    text = "## A\none\n### A.1\ntwo\n## B\nthree\n"
+    assert section(text, "## A") == "## A\none\n### A.1\ntwo\n"
+    assert section(text, "### A.1") == "### A.1\ntwo\n"
+
+
+@pytest.mark.parametrize("sweep", ["hopper-medium"])
+def test_readme_study_table_matches_the_committed_results(sweep, tmp_path):
+    spec = load_spec(sweep)
+    rows = read_results(ROOT / "benchmarks" / "results" / "sweeps" / sweep / "results.jsonl")
+    assert rows, "no committed results"
+    report = build_report(rows, tmp_path, model_order=[m.name for m in spec.models], task_order=list(spec.tasks),
+                          labels={m.name: m.display for m in spec.models}, reference=spec.reference, reps=10,
+                          plots=False)
+    (task,) = spec.tasks
+    per_task = report["per_task"][task]
+    by_first_word = {m.display.split()[0]: m.name for m in spec.models} | {"MLP": "bc"}
+    table = table_rows(section(README.read_text(), "### Under the protocol"))
+    seen = set()
+    for cells in table:
+        if cells[0].startswith("the dataset itself"):
+            assert cells[1] == f"{per_task['dataset']:.1f}"
+            continue
+        model = by_first_word[cells[0].split()[0]]
+        got = per_task["models"][model]
+        lo, hi = got["ci"]
+        assert cells[1].replace("*", "") == f"{got['mean']:.1f} [{lo:.1f}, {hi:.1f}]", cells[0]
+        assert cells[2] == " / ".join(f"{got['seeds'][s]:.1f}" for s in spec.seeds), cells[0]
+        seen.add(model)
+    assert seen == {m.name for m in spec.models}
