@@ -94,6 +94,10 @@ def main(argv: list[str] | None = None) -> int:
         key = (row["task"], row["model"], row["seed"])
         if key in done or row.get("rollout") not in OTHER or not has_two_modes(row):
             continue
+        if not (args.sweep_dir / row["cell_dir"] / "model.safetensors").is_file():
+            # an adopted row, or a folder lost with its machine: the row stays, its secondary column waits
+            print(f"{key}: no weights in {args.sweep_dir / row['cell_dir']}; skipped", file=sys.stderr)
+            continue
         new = secondary_row(row, args.sweep_dir)
         with open(path, "a") as f:
             f.write(json.dumps(new) + "\n")

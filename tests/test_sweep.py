@@ -307,6 +307,11 @@ def test_secondary_rollout_scores_the_same_episodes_in_the_other_mode(tiny_spec)
     assert secondary.main([str(out), "--out", "sec"]) == 0  # nothing new to evaluate
     assert len(Path("sec/secondary.jsonl").read_text().splitlines()) == 1
     assert "| hopper-medium | mingru | recurrent:" in Path("sec/secondary.md").read_text()
+    # a row whose folder is gone (adopted from another sweep, or lost with its machine) is skipped, not fatal
+    with open(out / "results.jsonl", "a") as f:
+        f.write(json.dumps({**primary, "seed": 1, "cell_dir": "cells/hopper-medium/mingru/seed1"}) + "\n")
+    assert secondary.main([str(out), "--out", "sec"]) == 0
+    assert len(Path("sec/secondary.jsonl").read_text().splitlines()) == 1
 
 
 def test_adopt_copies_only_the_same_cells_from_another_sweep(tiny_spec, tmp_path, capsys):
