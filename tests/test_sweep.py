@@ -203,6 +203,26 @@ def test_report_per_task_by_hand_without_rliable(tmp_path, monkeypatch):
     md = (tmp_path / "r" / "report.md").read_text()
     assert f"| hopper-medium | 45.0 | 52.0 [{52 - 4.3027 * 2 / math.sqrt(3):.1f}, " in md
     assert not rep["aggregate"]["available"] and "install .[sweep]" in md
+    assert "Mixed data" not in md and "datasets" not in hop
+
+
+def test_report_names_the_datasets_of_a_task_with_mixed_data(tmp_path):
+    """Cells of one task trained on different samples (regenerated on machines that round floats differently)."""
+    rows = _rows(SCORES, DATA)
+    env = resolve_task("hopper-medium").env
+    for r in rows:
+        if r["task"] == "hopper-medium" and r["seed"] == 2:
+            r["dataset_return_raw_mean"] = env.random_return + 0.44 * (env.expert_return - env.random_return)
+    rep = build_report(rows, tmp_path / "r", model_order=["mingru", "dt", "bc"], reference="dt", plots=False)
+    hop = rep["per_task"]["hopper-medium"]
+    assert hop["dataset_values_differ"] and "datasets" not in rep["per_task"]["walker2d-medium"]
+    assert [g["normalized_mean"] for g in hop["datasets"]] == pytest.approx([45.0, 44.0])
+    assert hop["datasets"][1]["cells"] == {"dt": [2], "bc": [2], "mingru": [2]}
+    assert hop["dataset"] == pytest.approx((6 * 45.0 + 3 * 44.0) / 9)
+    md = (tmp_path / "r" / "report.md").read_text()
+    assert "| hopper-medium | 44.7 (mixed data) |" in md
+    assert "Mixed data on hopper-medium: its cells were trained on datasets whose own means differ: 45.00 (" in md
+    assert "44.00 (dt seed 2, bc seed 2, mingru seed 2)" in md
 
 
 def test_report_aggregates_by_hand(tmp_path):

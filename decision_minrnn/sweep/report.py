@@ -108,6 +108,8 @@ def per_task(rows: Sequence[dict[str, Any]], tasks: list[str], models: list[str]
         entry: dict[str, Any] = {"dataset": float(np.mean(data)) if data else None, "data_sources": sources,
                                  "dataset_values_differ": bool(data) and float(np.ptp(data)) > 1e-6, "models": {},
                                  "published": _published(task)}
+        if entry["dataset_values_differ"]:
+            entry["datasets"] = _datasets_used(task_rows)
         for model in models:
             seeds = {int(r["seed"]): cell_score(r) for r in task_rows if r["model"] == model}
             seeds = {s: v for s, v in sorted(seeds.items()) if v is not None}
@@ -115,6 +117,18 @@ def per_task(rows: Sequence[dict[str, Any]], tasks: list[str], models: list[str]
                 entry["models"][model] = {**t_interval(list(seeds.values())), "seeds": seeds}
         out[task] = entry
     return out
+
+
+def _datasets_used(task_rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The distinct datasets a task's cells were trained on (told apart by the data's own mean), each with its cells
+    as {model: [seeds]}, most used first."""
+    groups: dict[float, dict[str, list[int]]] = {}
+    for r in task_rows:
+        d = dataset_score(r)
+        if d is not None:
+            groups.setdefault(round(d, 6), {}).setdefault(r["model"], []).append(int(r["seed"]))
+    out = [{"normalized_mean": d, "cells": {m: sorted(s) for m, s in cells.items()}} for d, cells in groups.items()]
+    return sorted(out, key=lambda g: -sum(len(s) for s in g["cells"].values()))
 
 
 def _published(task: str) -> dict[str, dict[str, float]]:
@@ -387,6 +401,15 @@ def markdown(report: dict[str, Any]) -> str:
             cells.append(" / ".join(f"{pub[k]['mean']:.1f}" if k in pub else "-" for k in ("DT", "BC")))
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "\"data\" is the dataset's own mean episode return, normalized the same way."]
+    for task in tasks:
+        if table[task].get("datasets"):
+            used = "; ".join(f"{g['normalized_mean']:.2f} (" + ", ".join(
+                f"{labels.get(m, m)} seed {'/'.join(map(str, s))}" for m, s in g["cells"].items()) + ")"
+                for g in table[task]["datasets"])
+            lines.append(f"Mixed data on {task}: its cells were trained on datasets whose own means differ: {used}. "
+                         "The data column is their mean over cells. Regenerated data is the same bytes for the same "
+                         "seed on one machine, but its rollouts are chaotic, so machines that round floats "
+                         "differently draw different samples of the same behaviour policy (README).")
     if published:
         src = report.get("published_source") or {}
         lines.append(f"The last column is published, not ours: {src.get('project')} ({src.get('repository')}, "
