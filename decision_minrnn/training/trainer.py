@@ -125,6 +125,16 @@ def distributed() -> tuple[int, int]:
     return dist.get_rank(), world
 
 
+def end_distributed() -> None:
+    """Leave the process group once training is over (all ranks together): a rank that exits with gloo's threads
+    still running can abort ("terminate called without an active exception") and fail the whole torchrun job."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 class Trainer:
     """One run's optimisation: `restore()` from a checkpoint if resuming, then `fit()`."""
 

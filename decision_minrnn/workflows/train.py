@@ -30,7 +30,7 @@ from ..rollout.evaluation import evaluate
 from ..tasks import Task, resolve_task
 from ..training import run_folder
 from ..training.config import TrainConfig, with_legacy_defaults
-from ..training.trainer import Trainer, TrainOutcome, distributed
+from ..training.trainer import Trainer, TrainOutcome, distributed, end_distributed
 from ..versions import versions
 from .datasets import load_dataset
 
@@ -143,6 +143,7 @@ def train_agent(task_name: str | Task, cfg: TrainConfig, *, seed: int = 0, out: 
             outcome = TrainOutcome(trainer.step, float("nan"), trainer.learning_curve, trainer.clock.record())
         else:
             outcome = trainer.fit()
+        end_distributed()  # no collective calls after this; rank 0 goes on to save and evaluate alone
         if not lead:
             return TrainResult(run_dir, outcome.steps, outcome.final_loss, None)
         save_agent(run_dir, model, meta)
