@@ -14,16 +14,13 @@ they finish (a rerun skips those already there) and a markdown table, primary ne
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from decision_minrnn.sweep.cells import console_script
+from decision_minrnn.sweep.reevaluate import evaluate_cell, reevaluate_sweep
 from decision_minrnn.sweep.report import cell_score, t_interval
+from decision_minrnn.sweep.runner import read_results
 
 OTHER = {"recurrent": "window", "window": "recurrent"}
 
@@ -33,27 +30,12 @@ def has_two_modes(row: dict[str, Any]) -> bool:
     return row.get("backbone") != "mlp-bc"
 
 
-def read_rows(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def secondary_row(row: dict[str, Any], sweep_dir: Path) -> dict[str, Any] | None:
-    """Evaluate one finished cell in its other rollout mode; None for a model with one mode."""
+def secondary_row(row: dict[str, Any], cell_dir: Path) -> dict[str, Any] | None:
+    """Evaluate one finished cell (its folder with weights) in its other rollout mode; None for a one-mode model."""
     mode = OTHER.get(row.get("rollout"))
     if mode is None or not has_two_modes(row):
         return None
-    cell_dir = sweep_dir / row["cell_dir"]  # rows name it relative to the sweep's folder
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "eval.json"
-        argv = [*console_script("evaluate_agent"), str(cell_dir), "--episodes", str(row["episodes"]),
-                "--seed", str(row["eval_seed"]), "--rollout", mode, "--quiet", "--json", str(out)]
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-        done = subprocess.run(argv, env=env, capture_output=True, text=True)
-        if done.returncode != 0:
-            raise RuntimeError(f"{' '.join(argv)} failed ({done.returncode}):\n{done.stderr[-2000:]}")
-        result = json.loads(out.read_text())
+    result = evaluate_cell(row, cell_dir, "--rollout", mode)
     return {"task": row["task"], "model": row["model"], "backbone": row.get("backbone"), "seed": row["seed"],
             "eval_seed": row["eval_seed"],
             "primary_rollout": row["rollout"], "rollout": mode, "returns": result["returns"],
@@ -89,22 +71,12 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or args.sweep_dir
     out.mkdir(parents=True, exist_ok=True)
     path = out / "secondary.jsonl"
-    done = {(r["task"], r["model"], r["seed"]) for r in read_rows(path)}
-    for row in read_rows(args.sweep_dir / "results.jsonl"):
-        key = (row["task"], row["model"], row["seed"])
-        if key in done or row.get("rollout") not in OTHER or not has_two_modes(row):
-            continue
-        if not (args.sweep_dir / row["cell_dir"] / "model.safetensors").is_file():
-            # an adopted row, or a folder lost with its machine: the row stays, its secondary column waits
-            print(f"{key}: no weights in {args.sweep_dir / row['cell_dir']}; skipped", file=sys.stderr)
-            continue
-        new = secondary_row(row, args.sweep_dir)
-        with open(path, "a") as f:
-            f.write(json.dumps(new) + "\n")
-        done.add(key)
-        print(f"{key}: {new['primary_rollout']} {new['primary_normalized_mean']:.1f}, {new['rollout']} "
-              f"{new['normalized_mean']:.1f}", file=sys.stderr, flush=True)
-    (out / "secondary.md").write_text(markdown([r for r in read_rows(path) if has_two_modes(r)]))
+    for new in reevaluate_sweep(args.sweep_dir, path, secondary_row, lambda row: row.get("rollout") in OTHER
+                                and has_two_modes(row)):
+        print(f"{(new['task'], new['model'], new['seed'])}: {new['primary_rollout']} "
+              f"{new['primary_normalized_mean']:.1f}, {new['rollout']} {new['normalized_mean']:.1f}",
+              file=sys.stderr, flush=True)
+    (out / "secondary.md").write_text(markdown([r for r in read_results(path) if has_two_modes(r)]))
     print(f"wrote {path} and {out / 'secondary.md'}", file=sys.stderr)
     return 0
 

@@ -297,16 +297,56 @@ def test_only_a_changed_config_restarts_a_resumable_folder(tmp_path):
     assert not _refused_as_other_run(log, offset)  # a missing dataset never costs the checkpoint
 
 
+def _benchmark_script(name):
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_target_probe_evaluates_at_the_datasets_best_return(tiny_spec):
+    """benchmarks/target_probe.py: the target is the best episode return of the cell's own file (read here with
+    h5py), the episodes are the row's (its evaluation seed: evaluate_agent at that target reproduces them), BC (no
+    target) is skipped, a rerun adds nothing, and the embedding-size ratio grows with the target as an affine embedding does."""
+    import h5py
+
+    probe = _benchmark_script("target_probe")
+    out = Path("sw")
+    assert sweep_main([str(tiny_spec), "--out", str(out), "--no-progress", "--only", "task=hopper-medium",
+                       "seed=0"]) == 0
+    assert probe.main([str(out), "--out", "probe"]) == 0
+    (row,) = read_results(Path("probe/target_probe.jsonl"))  # minGRU only
+    primary = next(r for r in read_results(out / "results.jsonl") if r["model"] == "mingru")
+    with h5py.File(primary["data_location"]) as f:
+        rewards, ends = f["rewards"][:], np.flatnonzero(f["terminals"][:] | f["timeouts"][:])
+    best = max(rewards[a:b + 1].sum() for a, b in zip(np.r_[0, ends[:-1] + 1], ends))
+    assert row["data_max_target"] == pytest.approx(best, rel=1e-6) and row["data_max_target"] != row["protocol_target"]
+    layout = json.loads((out / primary["cell_dir"] / "config.json").read_text())["config"]["layout"]
+    assert (row["model"], row["layout"], row["eval_seed"]) == ("mingru", layout, primary["eval_seed"])
+    again = subprocess.run([str(BIN / "evaluate_agent"), str(out / primary["cell_dir"]), "--episodes", "2",
+                            "--seed", str(primary["eval_seed"]), "--target-return", repr(row["data_max_target"]),
+                            "--quiet", "--json", "re.json"], capture_output=True, text=True, timeout=120,
+                           env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert again.returncode == 0, again.stderr
+    assert json.loads(Path("re.json").read_text())["returns"] == row["returns"]
+    share = row["target_share"]
+    assert share["protocol"] > 0 and share["data_max"] > 0 and share["protocol"] != share["data_max"]
+    with h5py.File(primary["data_location"]) as f:  # the return embedding is affine: far out, the size doubles
+        far = probe.target_share(out / primary["cell_dir"], f["observations"][:], [1e7, 2e7])
+    assert far[1] / far[0] == pytest.approx(2.0, rel=1e-3)
+    assert probe.main([str(out), "--out", "probe"]) == 0  # nothing new to evaluate
+    assert len(read_results(Path("probe/target_probe.jsonl"))) == 1
+    assert "| hopper-medium | mingru (" in Path("probe/target_probe.md").read_text()
+
+
 def test_secondary_rollout_scores_the_same_episodes_in_the_other_mode(tiny_spec):
     """benchmarks/secondary_rollout.py: same weights, same evaluation seed, the other mode; BC (one mode) skipped;
     a rerun adds nothing. The primary mode on that seed reproduces the row's returns, so the two columns score the
     same episodes."""
-    import importlib.util
-
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "secondary_rollout.py"
-    spec = importlib.util.spec_from_file_location("secondary_rollout", path)
-    secondary = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(secondary)
+    secondary = _benchmark_script("secondary_rollout")
     out = Path("sw")
     assert sweep_main([str(tiny_spec), "--out", str(out), "--no-progress", "--only", "task=hopper-medium",
                        "seed=0"]) == 0
