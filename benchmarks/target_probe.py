@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from decision_minrnn.agent.folder import load_agent, read_meta
+from decision_minrnn.agent.folder import AgentMeta, load_agent
 from decision_minrnn.data.d4rl import read_d4rl_hdf5
 from decision_minrnn.sweep.reevaluate import evaluate_cell, reevaluate_sweep
 from decision_minrnn.sweep.report import cell_score
@@ -34,9 +34,9 @@ from decision_minrnn.sweep.runner import read_results
 PROBE_STATES = 2000
 
 
-def target_share(cell_dir: Path, observations: np.ndarray, targets: list[float]) -> list[float]:
+def target_share(model: torch.nn.Module, meta: AgentMeta, observations: np.ndarray,
+                 targets: list[float]) -> list[float]:
     """Mean |embed_return(target / scale)| / |embed_state(s)| over `observations`, for each target."""
-    model, meta = load_agent(cell_dir)
     idx = np.linspace(0, len(observations) - 1, min(PROBE_STATES, len(observations))).astype(int)
     states = torch.as_tensor((observations[idx] - meta.state_mean) / meta.state_std, dtype=torch.float32)
     with torch.no_grad():
@@ -57,8 +57,9 @@ def probe_row(row: dict[str, Any], cell_dir: Path) -> dict[str, Any] | None:
     data = read_d4rl_hdf5(location, row["task"])
     best = float(data.episode_returns().max())
     result = evaluate_cell(row, cell_dir, "--target-return", repr(best))
-    shares = target_share(cell_dir, data.observations, [row["target_return"], best])
-    return {"task": row["task"], "model": row["model"], "seed": row["seed"], "layout": read_meta(cell_dir).config.layout,
+    model, meta = load_agent(cell_dir)
+    shares = target_share(model, meta, data.observations, [row["target_return"], best])
+    return {"task": row["task"], "model": row["model"], "seed": row["seed"], "layout": meta.config.layout,
             "rollout": row["rollout"], "eval_seed": row["eval_seed"],
             "protocol_target": row["target_return"], "protocol_normalized_mean": cell_score(row),
             "data_max_target": best, "returns": result["returns"], "lengths": result["lengths"],

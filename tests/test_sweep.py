@@ -313,6 +313,8 @@ def test_target_probe_evaluates_at_the_datasets_best_return(tiny_spec):
     target) is skipped, a rerun adds nothing, and the embedding-size ratio grows with the target as an affine embedding does."""
     import h5py
 
+    from decision_minrnn.agent.folder import load_agent
+
     probe = _benchmark_script("target_probe")
     out = Path("sw")
     assert sweep_main([str(tiny_spec), "--out", str(out), "--no-progress", "--only", "task=hopper-medium",
@@ -335,7 +337,7 @@ def test_target_probe_evaluates_at_the_datasets_best_return(tiny_spec):
     share = row["target_share"]
     assert share["protocol"] > 0 and share["data_max"] > 0 and share["protocol"] != share["data_max"]
     with h5py.File(primary["data_location"]) as f:  # the return embedding is affine: far out, the size doubles
-        far = probe.target_share(out / primary["cell_dir"], f["observations"][:], [1e7, 2e7])
+        far = probe.target_share(*load_agent(out / primary["cell_dir"]), f["observations"][:], [1e7, 2e7])
     assert far[1] / far[0] == pytest.approx(2.0, rel=1e-3)
     assert probe.main([str(out), "--out", "probe"]) == 0  # nothing new to evaluate
     assert len(read_results(Path("probe/target_probe.jsonl"))) == 1
