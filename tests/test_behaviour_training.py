@@ -12,7 +12,7 @@ from decision_minrnn.behaviour.layout import expand_stream
 from decision_minrnn.behaviour.sac_training import default_run_dir, train_behaviour
 from decision_minrnn.behaviour.shipping import import_behaviour, medium_rank
 from decision_minrnn.cli.collect import main
-from decision_minrnn.errors import UserInputError
+from decision_minrnn.errors import DatasetError, UserInputError
 from decision_minrnn.paths import behaviour_run_dir
 from decision_minrnn.tasks import get_env_spec
 
@@ -63,6 +63,9 @@ def test_train_resume_and_ship(tmp_path):
     assert kept["source_run"] == card["source_run"] and new_card["policies"]["medium"]["training_steps"] != medium
     with pytest.raises(UserInputError, match="--keep-expert: .* has no card.json"):
         import_behaviour(run, "hopper", dest=tmp_path / "empty", medium_step=200, keep_expert=True)
+    (dest / "card.json").write_text('{"env": "hopper", ')  # cut short by a crash: named as corrupt, not a traceback
+    with pytest.raises(DatasetError, match="card.json: corrupt card"):
+        import_behaviour(run, "hopper", dest=dest, medium_step=200, keep_expert=True)
 
 
 def test_medium_choice_prefers_spread_within_tolerance():

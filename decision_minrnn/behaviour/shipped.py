@@ -42,13 +42,20 @@ def _require(path: Path, env: EnvSpec) -> Path:
     return path
 
 
-def load_card(env: EnvSpec) -> dict[str, Any]:
-    """The environment's `card.json`."""
-    path = _require(behaviour_dir(env) / CARD, env)
+def read_card(path: Path) -> dict[str, Any]:
+    """A behaviour folder's `card.json` at `path` (the shipped one or any other), with a clear error when corrupt."""
     try:
-        return json.loads(path.read_text())
+        card = json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise DatasetError(f"{path}: corrupt card ({e})") from None
+    if not isinstance(card, dict):
+        raise DatasetError(f"{path}: corrupt card (a JSON object expected, got {type(card).__name__})")
+    return card
+
+
+def load_card(env: EnvSpec) -> dict[str, Any]:
+    """The environment's shipped `card.json`."""
+    return read_card(_require(behaviour_dir(env) / CARD, env))
 
 
 def load_behaviour_actor(env: EnvSpec, role: str) -> SACActor:

@@ -10,7 +10,6 @@ ones that won the selection, and always with the float16 weights that ship.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
@@ -32,7 +31,7 @@ from .actor import (
 )
 from .layout import compact_stream, expand_stream
 from .run_folder import STREAM, read_progress, read_setup, read_stream, snapshot_steps
-from .shipped import CARD, REPLAY, ROLES, actor_file, behaviour_dir
+from .shipped import CARD, REPLAY, ROLES, actor_file, behaviour_dir, read_card
 from .vector import Policy, measure_returns
 
 # D4RL's medium level per environment: D4RL-normalized score of the behaviour policy's sampled actions.
@@ -122,7 +121,7 @@ def _current_expert(dest: Path, env: EnvSpec) -> tuple[dict[str, Any], bytes]:
     card_path, actor_path = dest / CARD, dest / actor_file("expert")
     if not card_path.is_file() or not actor_path.is_file():
         raise UserInputError(f"--keep-expert: {dest} has no {CARD} and {actor_file('expert')} to keep")
-    card = json.loads(card_path.read_text())
+    card = read_card(card_path)
     if card.get("env") != env.name:
         raise UserInputError(f"--keep-expert: {card_path} is for {card.get('env')!r}, not {env.name}")
     entry = dict(card["policies"]["expert"])
