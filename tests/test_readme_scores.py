@@ -1,5 +1,6 @@
-"""The README's score tables say what the committed sweep results say: the hopper-medium study's table is
-recomputed from `benchmarks/results/sweeps/hopper-medium/results.jsonl` with the report code."""
+"""The README's score tables say what the committed sweep results say: the hopper-medium study's table and the
+nine-task sweep's finished cells are recomputed from `benchmarks/results/sweeps/<sweep>/results.jsonl` with the
+report code."""
 
 from __future__ import annotations
 
@@ -60,3 +61,47 @@ def test_readme_study_table_matches_the_committed_results(sweep, tmp_path):
         assert cells[2] == " / ".join(f"{got['seeds'][s]:.1f}" for s in spec.seeds), cells[0]
         seen.add(model)
     assert seen == {m.name for m in spec.models}
+
+
+def test_readme_nine_task_table_shows_finished_cells_as_the_committed_results_say(tmp_path):
+    """The d4rl-nine table in the README (finished cells only) against the report recomputed from the committed rows.
+
+    The sweep's rows are committed as cells finish, so the README may lag: a cell it shows as still running may have
+    finished since. Every number it does show must be the report's, over all of the sweep's seeds.
+    """
+    spec = load_spec("d4rl-nine")
+    rows = read_results(ROOT / "benchmarks" / "results" / "sweeps" / "d4rl-nine" / "results.jsonl")
+    assert rows, "no committed results"
+    report = build_report(rows, tmp_path, model_order=[m.name for m in spec.models], task_order=list(spec.tasks),
+                          labels={m.name: m.display for m in spec.models},
+                          reference=spec.reference, reps=10, plots=False)
+    text = section(README.read_text(), "## Scores: the nine tasks")
+    lines = [ln for ln in text.splitlines() if ln.startswith("| task | data |")]
+    assert len(lines) == 1, "one per-task table in the section"
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    by_label = {m.display: m.name for m in spec.models} | {"MLP-BC": "bc"}
+    columns = {i: by_label[h] for i, h in enumerate(header) if h in by_label}
+    assert set(columns.values()) == {m.name for m in spec.models}, header
+    block = text[text.index(lines[0]):].split("\n\n")[0]  # the table: the lines up to the next blank one
+    table = table_rows(block)
+    assert [cells[0] for cells in table] == list(spec.tasks)
+    shown = 0
+    for cells in table:
+        task = report["per_task"][cells[0]]
+        data = [r["dataset_return_normalized_mean"] for r in rows if r["task"] == cells[0]]
+        value = float(cells[1].split()[0])
+        if "mixed data" in cells[1]:  # the mean over the cells so far: between the datasets' own means
+            assert round(min(data), 1) <= value <= round(max(data), 1), cells[0]
+        else:
+            assert cells[1] == f"{task['dataset']:.1f}", cells[0]
+        for i, model in columns.items():
+            if cells[i] == "\N{HORIZONTAL ELLIPSIS}":
+                continue
+            got = task["models"][model]
+            assert got["n"] == len(spec.seeds), (cells[0], model)
+            lo, hi = got["ci"]
+            assert cells[i] == f"{got['mean']:.1f} [{lo:.1f}, {hi:.1f}]", (cells[0], model)
+            shown += 1
+        pub = task["published"]
+        assert cells[-1] == " / ".join(f"{pub[k]['mean']:.1f}" for k in ("DT", "BC")), cells[0]
+    assert shown > 0

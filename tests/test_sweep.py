@@ -225,6 +225,25 @@ def test_report_names_the_datasets_of_a_task_with_mixed_data(tmp_path):
     assert "44.00 (dt seed 2, bc seed 2, mingru seed 2)" in md
 
 
+def test_report_shows_a_finished_cells_table_while_seeds_are_missing(tmp_path):
+    """A model with fewer seeds on a task than the sweep's most is '...' in the finished-cells table, not a mean."""
+    full = build_report(_rows(SCORES, DATA), tmp_path / "full", model_order=["mingru", "dt", "bc"], plots=False)
+    assert "finished cells only" not in full["markdown"]  # every cell has every seed: one table
+    rows = [r for r in _rows(SCORES, DATA) if not (r["task"] == "walker2d-medium" and r["model"] == "dt"
+                                                   and r["seed"] == 2)]
+    md = build_report(rows, tmp_path / "r", model_order=["mingru", "dt", "bc"], plots=False)["markdown"]
+    first, finished = md.split("## Per task, finished cells only (all 3 seeds; \N{HORIZONTAL ELLIPSIS} = seeds")
+    finished = finished.split("\n## ")[0]
+    walker = next(ln for ln in first.splitlines() if ln.startswith("| walker2d-medium |"))
+    assert "71.0 [" in walker and "(n=2)" in walker  # the partial mean stays in the first table, marked
+    walker_done = next(ln for ln in finished.splitlines() if ln.startswith("| walker2d-medium |"))
+    cells = [c.strip() for c in walker_done.strip("|").split("|")]
+    assert cells[2].startswith("32.0 [") and cells[3].startswith("80.0 [")  # BC, minGRU: every seed
+    assert cells[4] == "\N{HORIZONTAL ELLIPSIS}"  # DT: 2 of 3
+    hop_first = next(ln for ln in first.splitlines() if ln.startswith("| hopper-medium |"))
+    assert next(ln for ln in finished.splitlines() if ln.startswith("| hopper-medium |")) == hop_first
+
+
 def test_report_aggregates_by_hand(tmp_path):
     pytest.importorskip("rliable")
     rep = build_report(_rows(SCORES, DATA), tmp_path / "r", model_order=["mingru", "dt", "bc"], reference="dt",

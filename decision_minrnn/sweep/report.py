@@ -383,23 +383,8 @@ def markdown(report: dict[str, Any]) -> str:
         return "\n".join(lines + ["", "No results yet."]) + "\n"
     seeds = f"{n_max} seed" + ("" if n_max == 1 else "s")
     lines += ["", f"## Per task: mean over seeds [95% t-interval] ({seeds} unless marked n=k)", ""]
-    header = ["task", "data"] + [labels.get(m, m) + (" (BC)" if m == report["bc"] and "bc" not in
-                                                     labels.get(m, m).lower() else "") for m in models]
+    lines += _task_table(report, n_max, finished_only=False)
     published = any(table[t].get("published") for t in tasks)
-    if published:
-        header.append("D4RL v2, not comparable: DT / BC")
-    lines.append("| " + " | ".join(header) + " |")
-    lines.append("|---|" + "---:|" * (len(header) - 1))
-    for task in tasks:
-        t = table[task]
-        data = "-" if t["dataset"] is None else f"{t['dataset']:.1f}"
-        if t["dataset_values_differ"] or len(t["data_sources"]) > 1:
-            data += " (mixed data)"
-        cells = [task, data] + [_fmt(t["models"].get(m), n_max) for m in models]
-        if published:
-            pub = t.get("published") or {}
-            cells.append(" / ".join(f"{pub[k]['mean']:.1f}" if k in pub else "-" for k in ("DT", "BC")))
-        lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "\"data\" is the dataset's own mean episode return, normalized the same way."]
     for task in tasks:
         if table[task].get("datasets"):
@@ -416,6 +401,12 @@ def markdown(report: dict[str, Any]) -> str:
                      f"{src.get('file')}, \"{src.get('section')}\", commit {str(src.get('commit'))[:7]}), "
                      f"{src.get('scale')}, on the {src.get('datasets')} files. It is there for orientation only: "
                      "other data and environment versions, so a difference from our columns is not a result.")
+    unfinished = any((table[t]["models"].get(m) or {}).get("n", 0) < n_max for t in tasks for m in models)
+    if unfinished:
+        lines += ["", f"## Per task, finished cells only (all {seeds}; \N{HORIZONTAL ELLIPSIS} = seeds still to run)",
+                  "", "The same numbers as above, shown only where a model has every seed on a task: a mean over "
+                  "fewer seeds is not the protocol's number yet.", ""]
+        lines += _task_table(report, n_max, finished_only=True)
     lines += _cost_lines(report.get("costs") or {}, labels)
     agg = report["aggregate"]
     lines += ["", "## Across tasks", ""]
@@ -427,6 +418,30 @@ def markdown(report: dict[str, Any]) -> str:
     if plots:
         lines += [""] + [f"![{name}]({path})" for name, path in plots.items()]
     return "\n".join(lines) + "\n"
+
+
+def _task_table(report: dict[str, Any], n_max: int, *, finished_only: bool) -> list[str]:
+    """The per-task markdown table; `finished_only` shows a model's entry only when it has all `n_max` seeds."""
+    labels, tasks, models, table = report["labels"], report["tasks"], report["models"], report["per_task"]
+    header = ["task", "data"] + [labels.get(m, m) + (" (BC)" if m == report["bc"] and "bc" not in
+                                                     labels.get(m, m).lower() else "") for m in models]
+    published = any(table[t].get("published") for t in tasks)
+    if published:
+        header.append("D4RL v2, not comparable: DT / BC")
+    lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
+    for task in tasks:
+        t = table[task]
+        data = "-" if t["dataset"] is None else f"{t['dataset']:.1f}"
+        if t["dataset_values_differ"] or len(t["data_sources"]) > 1:
+            data += " (mixed data)"
+        stats = [t["models"].get(m) for m in models]
+        cells = [task, data] + ["\N{HORIZONTAL ELLIPSIS}" if finished_only and (not st or st["n"] < n_max)
+                                else _fmt(st, n_max) for st in stats]
+        if published:
+            pub = t.get("published") or {}
+            cells.append(" / ".join(f"{pub[k]['mean']:.1f}" if k in pub else "-" for k in ("DT", "BC")))
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
 
 
 def _aggregate_lines(agg: dict[str, Any], labels: dict[str, str]) -> list[str]:
