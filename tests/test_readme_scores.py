@@ -89,10 +89,12 @@ def test_readme_nine_task_table_shows_finished_cells_as_the_committed_results_sa
     for cells in table:
         task = report["per_task"][cells[0]]
         data = [r["dataset_return_normalized_mean"] for r in rows if r["task"] == cells[0]]
+        # the data column is the mean over the task's cells of their datasets' own means: with one dataset the
+        # report's number; with datasets regenerated on different machines ("mixed data", which a cell finished
+        # since the README was written can make a task) it lies between them
         value = float(cells[1].split()[0])
-        if "mixed data" in cells[1]:  # the mean over the cells so far: between the datasets' own means
-            assert round(min(data), 1) <= value <= round(max(data), 1), cells[0]
-        else:
+        assert round(min(data), 1) <= value <= round(max(data), 1), cells[0]
+        if "mixed data" not in cells[1] and not task["dataset_values_differ"]:
             assert cells[1] == f"{task['dataset']:.1f}", cells[0]
         for i, model in columns.items():
             if cells[i] == "\N{HORIZONTAL ELLIPSIS}":
