@@ -16,7 +16,7 @@ from test_data_helpers import episode_arrays, write_file
 
 from decision_minrnn.cli.sweep import main as sweep_main
 from decision_minrnn.sweep.cells import parse_only, plan_cells, select_cells
-from decision_minrnn.sweep.report import build_report, t_quantile
+from decision_minrnn.sweep.report import build_report, curve_panels, t_quantile
 from decision_minrnn.sweep.runner import plan, read_results
 from decision_minrnn.sweep.spec import load_spec, spec_names
 from decision_minrnn.tasks import normalized_score, published_scores, published_source, resolve_task
@@ -294,6 +294,17 @@ def test_report_published_column_costs_and_learning_curves(tmp_path):
     assert "walker2d-medium" not in rep["learning_curves"]
     if "learning_curves" in rep["plots"]:  # matplotlib present
         assert (tmp_path / "r" / "learning_curves.png").stat().st_size > 1000 and "learning_curves.png" in md
+
+
+def test_learning_curve_legend_lists_every_model_and_panels_name_missing_seeds():
+    """The figure's legend came from the first panel only: models first seen on a later task were missing, and its
+    "(n=3)" was that task's seed count. Now every model is in it, and a panel says which curves average fewer."""
+    curves = {"hopper-medium": {"bc": {"seeds": 3}, "dt": {"seeds": 3}},
+              "walker2d-medium": {"dt": {"seeds": 2}, "s4": {"seeds": 1}, "bc": {"seeds": 3}}}
+    titles, legend, n_max = curve_panels(curves, {"dt": "DT", "s4": "S4"}, ["bc", "mingru", "dt", "s4"])
+    assert legend == ["bc", "dt", "s4"] and n_max == 3
+    assert titles == {"hopper-medium": "hopper-medium",
+                      "walker2d-medium": "walker2d-medium\n(of 3 seeds so far: DT n=2, S4 n=1)"}
 
 
 def test_t_quantile_table_matches_scipy(monkeypatch):

@@ -253,27 +253,44 @@ def learning_curves(rows: Sequence[dict[str, Any]], tasks: list[str], models: li
     return out
 
 
+def curve_panels(curves: dict[str, Any], labels: dict[str, str], order: Sequence[str]) -> tuple[dict[str, str],
+                                                                                                 list[str], int]:
+    """The learning-curve figure's text: each task's panel title, the legend's models (every model seen on any
+    task, in `order`) and the most seeds any curve averages. A panel whose curves average fewer seeds names them in
+    its title: one legend cannot, since the count differs per task."""
+    n_max = max((c["seeds"] for per_model in curves.values() for c in per_model.values()), default=0)
+    titles = {}
+    for task, per_model in curves.items():
+        fewer = [f"{labels.get(m, m)} n={c['seeds']}" for m, c in per_model.items() if c["seeds"] < n_max]
+        titles[task] = task + (f"\n(of {n_max} seeds so far: " + ", ".join(fewer) + ")" if fewer else "")
+    seen = {m for per_model in curves.values() for m in per_model}
+    legend = [m for m in order if m in seen] + sorted(seen - set(order))
+    return titles, legend, n_max
+
+
 def _curves_plot(curves: dict[str, Any], path: Path, labels: dict[str, str], colors: dict[str, Any]) -> None:
     import matplotlib.pyplot as plt
 
     tasks = list(curves)
+    titles, legend, n_max = curve_panels(curves, labels, list(colors))
     cols = min(3, len(tasks))
     rows_n = math.ceil(len(tasks) / cols)
     fig, axes = plt.subplots(rows_n, cols, figsize=(4.2 * cols, 3.2 * rows_n), squeeze=False)
+    handles: dict[str, Any] = {}
     for ax, task in zip(axes.flat, tasks):
         for model, c in curves[task].items():
-            ax.plot(np.asarray(c["steps"]) / 1000, c["mean"], color=colors.get(model), lw=1.6,
-                    label=f"{labels.get(model, model)} (n={c['seeds']})")
-        ax.set_title(task, fontsize="medium")
+            (handles[model],) = ax.plot(np.asarray(c["steps"]) / 1000, c["mean"], color=colors.get(model), lw=1.6)
+        ax.set_title(titles[task], fontsize="small" if "\n" in titles[task] else "medium")
         ax.set_xlabel("training steps (thousands)")
         ax.set_ylabel("D4RL-normalized score")
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(tasks):]:
         ax.axis("off")
-    handles, names = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, names, loc="lower center", ncol=min(4, len(names)), fontsize="small",
-               bbox_to_anchor=(0.5, -0.02 - 0.04 * math.ceil(len(names) / 4)))
     fig.tight_layout()
+    fig.legend([handles[m] for m in legend], [labels.get(m, m) for m in legend], loc="upper center",
+               ncol=min(4, len(legend)), fontsize="small", title_fontsize="small",
+               title=f"mean over seeds ({n_max} unless the panel says fewer)",
+               bbox_to_anchor=(0.5, 0.0))  # below the panels (savefig's tight box takes it in)
     fig.savefig(path, bbox_inches="tight", dpi=110)
     plt.close(fig)
 
