@@ -14,13 +14,11 @@ they finish (a rerun skips those already there) and a markdown table, primary ne
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
-from decision_minrnn.sweep.reevaluate import evaluate_cell, reevaluate_sweep
+from decision_minrnn.sweep.reevaluate import evaluate_cell, reevaluate_to_files
 from decision_minrnn.sweep.report import cell_score, t_interval
-from decision_minrnn.sweep.runner import read_results
 
 OTHER = {"recurrent": "window", "window": "recurrent"}
 
@@ -68,16 +66,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("sweep_dir", type=Path, help="a sweep's output folder (results.jsonl and cells/)")
     parser.add_argument("--out", type=Path, help="where secondary.jsonl and secondary.md go (default: sweep_dir)")
     args = parser.parse_args(argv)
-    out = args.out or args.sweep_dir
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "secondary.jsonl"
-    for new in reevaluate_sweep(args.sweep_dir, path, secondary_row, lambda row: row.get("rollout") in OTHER
-                                and has_two_modes(row)):
-        print(f"{(new['task'], new['model'], new['seed'])}: {new['primary_rollout']} "
-              f"{new['primary_normalized_mean']:.1f}, {new['rollout']} {new['normalized_mean']:.1f}",
-              file=sys.stderr, flush=True)
-    (out / "secondary.md").write_text(markdown([r for r in read_results(path) if has_two_modes(r)]))
-    print(f"wrote {path} and {out / 'secondary.md'}", file=sys.stderr)
+    reevaluate_to_files(args.sweep_dir, args.out or args.sweep_dir, "secondary", secondary_row,
+                        lambda row: row.get("rollout") in OTHER and has_two_modes(row),
+                        lambda new: f"{new['primary_rollout']} {new['primary_normalized_mean']:.1f}, "
+                                    f"{new['rollout']} {new['normalized_mean']:.1f}",
+                        lambda rows: markdown([r for r in rows if has_two_modes(r)]))
     return 0
 
 

@@ -27,9 +27,8 @@ import torch
 
 from decision_minrnn.agent.folder import AgentMeta, load_agent
 from decision_minrnn.data.d4rl import read_d4rl_hdf5
-from decision_minrnn.sweep.reevaluate import evaluate_cell, reevaluate_sweep
+from decision_minrnn.sweep.reevaluate import evaluate_cell, reevaluate_to_files
 from decision_minrnn.sweep.report import cell_score
-from decision_minrnn.sweep.runner import read_results
 
 PROBE_STATES = 2000
 
@@ -84,21 +83,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tasks", nargs="+", help="only these tasks (default: all)")
     parser.add_argument("--models", nargs="+", help="only these sweep models (default: all but MLP-BC)")
     args = parser.parse_args(argv)
-    out = args.out or args.sweep_dir
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "target_probe.jsonl"
 
     def wanted(row: dict[str, Any]) -> bool:
         return (row.get("backbone") != "mlp-bc"  # BC is not conditioned on a return
                 and (not args.tasks or row["task"] in args.tasks)
                 and (not args.models or row["model"] in args.models))
 
-    for new in reevaluate_sweep(args.sweep_dir, path, probe_row, wanted):
-        print(f"{(new['task'], new['model'], new['seed'])}: target {new['protocol_target']:.0f} -> "
-              f"{new['protocol_normalized_mean']:.1f}, {new['data_max_target']:.0f} -> {new['normalized_mean']:.1f}",
-              file=sys.stderr, flush=True)
-    (out / "target_probe.md").write_text(markdown(read_results(path)))
-    print(f"wrote {path} and {out / 'target_probe.md'}", file=sys.stderr)
+    reevaluate_to_files(args.sweep_dir, args.out or args.sweep_dir, "target_probe", probe_row, wanted,
+                        lambda new: f"target {new['protocol_target']:.0f} -> {new['protocol_normalized_mean']:.1f}, "
+                                    f"{new['data_max_target']:.0f} -> {new['normalized_mean']:.1f}",
+                        markdown)
     return 0
 
 

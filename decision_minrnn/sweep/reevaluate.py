@@ -61,3 +61,18 @@ def reevaluate_sweep(sweep_dir: Path, path: Path, make_row: Callable[[dict[str, 
         append_result(path, new)
         done.add(key)
         yield new
+
+
+def reevaluate_to_files(sweep_dir: Path, out: Path, name: str,
+                        make_row: Callable[[dict[str, Any], Path], dict[str, Any] | None],
+                        wanted: Callable[[dict[str, Any]], bool], summary: Callable[[dict[str, Any]], str],
+                        table: Callable[[list[dict[str, Any]]], str]) -> Path:
+    """A diagnostic's whole run: `reevaluate_sweep` into `out/<name>.jsonl` (one `summary` line per new row on
+    stderr), then `out/<name>.md` as `table` of every row there; returns the JSONL path."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{name}.jsonl"
+    for new in reevaluate_sweep(sweep_dir, path, make_row, wanted):
+        print(f"{(new['task'], new['model'], new['seed'])}: {summary(new)}", file=sys.stderr, flush=True)
+    (out / f"{name}.md").write_text(table(read_results(path)))
+    print(f"wrote {path} and {out / f'{name}.md'}", file=sys.stderr)
+    return path
