@@ -16,7 +16,13 @@ from agent_factory import make_agent, make_meta, make_model
 
 from decision_minrnn.agent.policy import Policy, load_policy
 from decision_minrnn.cli.evaluate import main
-from decision_minrnn.rollout.envs import episode_quota
+from decision_minrnn.rollout.envs import (
+    MujocoWarning,
+    episode_quota,
+    make_env,
+    make_vector_env,
+    route_mujoco_warning,
+)
 from decision_minrnn.rollout.evaluation import evaluate, score_returns
 from decision_minrnn.tasks import normalized_score
 
@@ -37,6 +43,25 @@ def test_episode_split_is_fixed_in_advance():
     assert episode_quota(5, 2).tolist() == [2, 3]
     assert episode_quota(10, 3).tolist() == [3, 3, 4]
     assert episode_quota(4, 4).tolist() == [1, 1, 1, 1]
+
+
+def test_building_envs_leaves_no_mujoco_log_and_prints_no_asset_deprecation(capfd):
+    """gymnasium's HalfCheetah asset triggers a MuJoCo deprecation on every build: it is dropped, not printed to
+    the terminal (MuJoCo prints from C, hence capfd) nor appended to MUJOCO_LOG.TXT in the working directory, and
+    MuJoCo's own handler is back afterwards."""
+    mujoco = pytest.importorskip("mujoco")
+    before = mujoco.get_mju_user_warning()
+    make_vector_env("HalfCheetah-v5", 2).close()
+    make_env("HalfCheetah-v5").close()
+    out, err = capfd.readouterr()
+    assert "settotalmass" not in out + err
+    assert not Path("MUJOCO_LOG.TXT").exists()
+    assert mujoco.get_mju_user_warning() is before
+
+
+def test_other_mujoco_build_warnings_reach_python_warnings():
+    with pytest.warns(MujocoWarning, match="MuJoCo: some other problem"):
+        route_mujoco_warning("some other problem")
 
 
 def test_evaluate_result_fields_and_exact_episode_count(tmp_path):

@@ -133,16 +133,18 @@ def train_behaviour(
     import stable_baselines3
     from stable_baselines3 import SAC
 
+    from ..rollout.envs import make_env
+
     env = get_env_spec(env_name)
     run = Path(run_dir) if run_dir is not None else default_run_dir(env, seed)
     model_path = run / MODEL
     if model_path.is_file():
-        model = SAC.load(model_path, env=gym.make(env.gym_id), device="cpu")
+        model = SAC.load(model_path, env=make_env(env.gym_id), device="cpu")
         model.set_random_seed(seed + int(model.num_timesteps))  # fresh, reproducible env and noise streams
         _restore_buffer(model, read_stream(run))
         print(f"[{env.gym_id}] resuming {run} at step {model.num_timesteps}", file=sys.stderr, flush=True)
     else:
-        model = SAC("MlpPolicy", gym.make(env.gym_id), learning_starts=learning_starts, buffer_size=buffer_size,
+        model = SAC("MlpPolicy", make_env(env.gym_id), learning_starts=learning_starts, buffer_size=buffer_size,
                     seed=seed, device="cpu")
     if steps > model.replay_buffer.buffer_size:
         raise UserInputError(f"--steps {steps} exceeds the replay buffer ({model.replay_buffer.buffer_size}): "

@@ -11,8 +11,10 @@ over-sample short, usually bad, episodes.
 from __future__ import annotations
 
 import time
+import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Iterator, Protocol
 
 import numpy as np
 
@@ -38,13 +40,59 @@ class FunctionActor:
         pass
 
 
+class MujocoWarning(UserWarning):
+    """A warning MuJoCo raised while a model compiled, passed on through Python's `warnings`."""
+
+
+# Deprecations in gymnasium's own assets, not ours to fix: half_cheetah.xml sets <compiler settotalmass>, which
+# MuJoCo 3.3+ deprecates, so every HalfCheetah env built printed it (110 lines in each sweep cell's log).
+KNOWN_ASSET_WARNINGS = ("compiler attribute 'settotalmass' is deprecated",)
+
+
+def route_mujoco_warning(message: str) -> None:
+    """MuJoCo's warning handler while envs are built: known asset deprecations dropped, anything else a
+    `MujocoWarning` (shown once per message by Python's default filter, and visible to pytest)."""
+    if not message.startswith(KNOWN_ASSET_WARNINGS):
+        warnings.warn(f"MuJoCo: {message}", MujocoWarning, stacklevel=2)
+
+
+@contextmanager
+def mujoco_build_warnings() -> Iterator[None]:
+    """Route MuJoCo's warnings through `route_mujoco_warning` while envs are built, then restore the handler.
+
+    Why: MuJoCo's default handler prints each warning and appends it to MUJOCO_LOG.TXT in the working directory,
+    so building envs left a growing log file in the user's folder. Only construction is covered: warnings raised
+    while stepping (unstable simulation) keep MuJoCo's own handling.
+    """
+    try:
+        import mujoco
+    except ImportError:  # a non-MuJoCo env on a machine without it
+        yield
+        return
+    previous = mujoco.get_mju_user_warning()
+    mujoco.set_mju_user_warning(route_mujoco_warning)
+    try:
+        yield
+    finally:
+        mujoco.set_mju_user_warning(previous)
+
+
+def make_env(gym_id: str, **kwargs: Any) -> Any:
+    """`gymnasium.make`, with MuJoCo's build warnings routed (`mujoco_build_warnings`)."""
+    import gymnasium as gym
+
+    with mujoco_build_warnings():
+        return gym.make(gym_id, **kwargs)
+
+
 def make_vector_env(gym_id: str, num_envs: int, max_steps: int | None = None) -> Any:
     """A synchronous vector env with same-step autoreset; `max_steps` shortens the time limit (quick checks)."""
     import gymnasium as gym
 
     kwargs = {} if max_steps is None else {"max_episode_steps": int(max_steps)}
-    return gym.make_vec(gym_id, num_envs=num_envs, vectorization_mode="sync",
-                        vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP}, **kwargs)
+    with mujoco_build_warnings():
+        return gym.make_vec(gym_id, num_envs=num_envs, vectorization_mode="sync",
+                            vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP}, **kwargs)
 
 
 def env_seeds(seed: int | np.random.SeedSequence, num_envs: int) -> list[int]:

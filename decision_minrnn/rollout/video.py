@@ -82,15 +82,15 @@ def render_video(agent_dir: str | os.PathLike, path: str | os.PathLike, *, seed:
 def _record(agent_dir: str, path: Path, seed: int, target_return: float | None, rollout: str | None,
             max_steps: int | None) -> dict[str, Any]:
     """In the child process: run one episode with rendering on and write the frames."""
-    import gymnasium as gym
     import numpy as np
 
     from ..agent.policy import load_policy
     from ..io import atomic_path
+    from .envs import make_env
 
     policy = load_policy(agent_dir, target_return=target_return, device="cpu", rollout=rollout)
     kwargs = {} if max_steps is None else {"max_episode_steps": max_steps}
-    env = gym.make(policy.meta.env_id, render_mode="rgb_array", width=FRAME_SIZE[0], height=FRAME_SIZE[1], **kwargs)
+    env = make_env(policy.meta.env_id, render_mode="rgb_array", width=FRAME_SIZE[0], height=FRAME_SIZE[1], **kwargs)
     fps = float(env.metadata.get("render_fps", TARGET_FPS))
     stride = max(1, round(fps / TARGET_FPS))
     obs, _ = env.reset(seed=seed)
