@@ -401,7 +401,6 @@ def markdown(report: dict[str, Any]) -> str:
     seeds = f"{n_max} seed" + ("" if n_max == 1 else "s")
     lines += ["", f"## Per task: mean over seeds [95% t-interval] ({seeds} unless marked n=k)", ""]
     lines += _task_table(report, n_max, finished_only=False)
-    published = any(table[t].get("published") for t in tasks)
     lines += ["", "\"data\" is the dataset's own mean episode return, normalized the same way."]
     for task in tasks:
         if table[task].get("datasets"):
@@ -412,7 +411,7 @@ def markdown(report: dict[str, Any]) -> str:
                          "The data column is their mean over cells. Regenerated data is the same bytes for the same "
                          "seed on one machine, but its rollouts are chaotic, so machines that round floats "
                          "differently draw different samples of the same behaviour policy (README).")
-    if published:
+    if _has_published(report):
         src = report.get("published_source") or {}
         lines.append(f"The last column is published, not ours: {src.get('project')} ({src.get('repository')}, "
                      f"{src.get('file')}, \"{src.get('section')}\", commit {str(src.get('commit'))[:7]}), "
@@ -437,12 +436,17 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _has_published(report: dict[str, Any]) -> bool:
+    """Whether any task has published scores (the table's last column and its source line)."""
+    return any(report["per_task"][t].get("published") for t in report["tasks"])
+
+
 def _task_table(report: dict[str, Any], n_max: int, *, finished_only: bool) -> list[str]:
     """The per-task markdown table; `finished_only` shows a model's entry only when it has all `n_max` seeds."""
     labels, tasks, models, table = report["labels"], report["tasks"], report["models"], report["per_task"]
     header = ["task", "data"] + [labels.get(m, m) + (" (BC)" if m == report["bc"] and "bc" not in
                                                      labels.get(m, m).lower() else "") for m in models]
-    published = any(table[t].get("published") for t in tasks)
+    published = _has_published(report)
     if published:
         header.append("D4RL v2, not comparable: DT / BC")
     lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
