@@ -45,7 +45,7 @@ class MujocoWarning(UserWarning):
 
 
 # Deprecations in gymnasium's own assets, not ours to fix: half_cheetah.xml sets <compiler settotalmass>, which
-# MuJoCo 3.3+ deprecates, so every HalfCheetah env built printed it (110 lines in each sweep cell's log).
+# recent MuJoCo deprecates (4.0.1 here), so every HalfCheetah env built printed it (110 lines per sweep cell log).
 KNOWN_ASSET_WARNINGS = ("compiler attribute 'settotalmass' is deprecated",)
 
 
