@@ -453,3 +453,26 @@ def test_adopt_copies_only_the_same_cells_from_another_sweep(tiny_spec, tmp_path
     assert "2 done, 6 to run" in proc.stdout
     assert sweep_main([str(tiny_spec), "--out", str(out), "--adopt", str(tmp_path / "missing.jsonl")]) != 0
     assert "no such results file" in capsys.readouterr().err
+
+
+def test_report_intervals_are_the_same_on_every_run(tmp_path):
+    """rliable draws its bootstrap from NumPy's global generator (ignoring `random_state`): the report seeds it, so
+    the same rows give the same intervals, and the caller's global generator is left as it was."""
+    pytest.importorskip("rliable")
+    import numpy as np
+
+    from decision_minrnn.sweep.report import aggregates
+
+    rng = np.random.default_rng(3)
+    tasks, models = ["a", "b", "c"], ["x", "dt"]
+    table = {t: {"models": {m: {"seeds": {s: float(v) for s, v in enumerate(rng.uniform(0, 100, 3))}} for m in models}}
+             for t in tasks}
+    np.random.seed(123)
+    before = np.random.get_state()[1].copy()
+    runs = [aggregates(table, tasks, models, reference="dt", reps=200, seed=0) for _ in range(2)]
+    assert np.array_equal(np.random.get_state()[1], before)
+    for key in ("iqm", "mean", "optimality_gap"):
+        assert runs[0]["models"]["x"][key]["ci"] == runs[1]["models"]["x"][key]["ci"]
+    assert runs[0]["probability_of_improvement"]["x"]["ci"] == runs[1]["probability_of_improvement"]["x"]["ci"]
+    other = aggregates(table, tasks, models, reference="dt", reps=200, seed=1)
+    assert other["models"]["x"]["mean"]["ci"] != runs[0]["models"]["x"]["mean"]["ci"]

@@ -179,6 +179,21 @@ def _score_matrices(table: dict[str, Any], tasks: list[str], models: list[str]) 
 
 
 @contextlib.contextmanager
+def seeded_numpy(seed: int) -> Iterator[None]:
+    """NumPy's global generator seeded for the block, then restored.
+
+    Why: rliable's stratified bootstrap draws its resamples with `np.random.choice` (the global generator) and
+    ignores the `random_state` it is given, so without this the report's intervals changed from run to run.
+    """
+    state = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        yield
+    finally:
+        np.random.set_state(state)
+
+
+@contextlib.contextmanager
 def _quiet() -> Iterator[None]:
     """arch (under rliable) warns on every call that `random_state` is deprecated; rliable passes it, not we."""
     with warnings.catch_warnings():
@@ -206,7 +221,7 @@ def aggregates(table: dict[str, Any], tasks: list[str], models: list[str], *, re
         return np.array([metrics.aggregate_iqm(x), metrics.aggregate_mean(x),
                          metrics.aggregate_optimality_gap(x, gamma=OPTIMAL)])
 
-    with _quiet():
+    with _quiet(), seeded_numpy(seed):
         point, ci = rly.get_interval_estimates(mats, agg, reps=reps, random_state=np.random.RandomState(seed))
     for model, m in mats.items():
         out["models"][model] = {"runs": int(m.shape[0]), **{
@@ -220,7 +235,7 @@ def aggregates(table: dict[str, Any], tasks: list[str], models: list[str], *, re
         for model in mats:
             if model == ref:
                 continue
-            with _quiet():
+            with _quiet(), seeded_numpy(seed):
                 p, pci = rly.get_interval_estimates({model: (mats[model], mats[ref])},
                                                     metrics.probability_of_improvement, reps=reps,
                                                     random_state=np.random.RandomState(seed))
@@ -296,7 +311,7 @@ def _curves_plot(curves: dict[str, Any], path: Path, labels: dict[str, str], col
 
 
 def _plots(agg: dict[str, Any], curves: dict[str, Any], out_dir: Path, labels: dict[str, str], models: list[str],
-           reps: int) -> dict[str, str]:
+           reps: int, seed: int = 0) -> dict[str, str]:
     """Learning curves (matplotlib), and with rliable the aggregate-interval plot and the performance profile, as PNG
     (Agg backend); {} when plotting is not possible. One colour per model across all three."""
     try:
@@ -336,7 +351,7 @@ def _plots(agg: dict[str, Any], curves: dict[str, Any], out_dir: Path, labels: d
     high = max(OPTIMAL, float(max(v.max() for v in scores.values())))
     low = min(0.0, float(min(v.min() for v in scores.values())))
     taus = np.linspace(math.floor(low / 10) * 10, math.ceil(high / 10) * 10, 101)
-    with _quiet():
+    with _quiet(), seeded_numpy(seed):
         profiles, profile_cis = rly.create_performance_profile(scores, taus, reps=reps)
     fig, ax = plt.subplots(figsize=(7, 4.5))
     plot_utils.plot_performance_profiles(profiles, taus, performance_profile_cis=profile_cis, ax=ax, colors=colors,
@@ -372,7 +387,7 @@ def build_report(rows: Sequence[dict[str, Any]], out_dir: Path, *, title: str = 
         {"available": False, "note": "no results yet"}
     curves = learning_curves(rows, tasks, models)
     out_dir.mkdir(parents=True, exist_ok=True)
-    files = _plots(agg, curves, out_dir, labels, models, reps) if plots else {}
+    files = _plots(agg, curves, out_dir, labels, models, reps, seed) if plots else {}
     agg.pop("_matrices", None)
     sources = sorted({str(r.get("data_source")) for r in rows})
     comparable = sorted({{True: "yes", False: "no"}.get(r.get("comparable_with_d4rl"), "unknown") for r in rows})
