@@ -107,3 +107,47 @@ def test_readme_nine_task_table_shows_finished_cells_as_the_committed_results_sa
         pub = task["published"]
         assert cells[-1] == " / ".join(f"{pub[k]['mean']:.1f}" for k in ("DT", "BC")), cells[0]
     assert shown > 0
+
+
+def test_readme_nine_task_aggregates_are_the_reports(tmp_path):
+    """The README's across-task block (rliable IQM, mean, optimality gap, P(X > DT)) against the report recomputed
+    from the committed rows with the report's own bootstrap (2000 resamples, seed 0).
+
+    Lag is allowed as in the table: a model whose README entry uses fewer runs per task than the committed rows now
+    give (cells finished since) is skipped, and so is its P(X > DT) row; every other number must be the report's.
+    """
+    pytest.importorskip("rliable")
+    spec = load_spec("d4rl-nine")
+    rows = read_results(ROOT / "benchmarks" / "results" / "sweeps" / "d4rl-nine" / "results.jsonl")
+    report = build_report(rows, tmp_path, model_order=[m.name for m in spec.models], task_order=list(spec.tasks),
+                          labels={m.name: m.display for m in spec.models}, reference=spec.reference, plots=False)
+    text = section(README.read_text(), "## Scores: the nine tasks")
+    start, end = "<!-- across-tasks: from the report -->", "<!-- /across-tasks -->"
+    block = text[text.index(start) + len(start):text.index(end)]
+    by_label = {m.display: m.name for m in spec.models}
+    agg = report["aggregate"]
+
+    def fmt(x: dict) -> str:
+        return f"{x['point']:.1f} [{x['ci'][0]:.1f}, {x['ci'][1]:.1f}]"
+
+    tables = [chunk for chunk in block.split("\n\n") if chunk.startswith("|")]
+    assert len(tables) == 2, "the aggregate table and the probability-of-improvement table"
+    current, checked = set(), 0
+    for cells in table_rows(tables[0]):
+        model = by_label[cells[0]]
+        got = agg["models"].get(model)
+        assert got is not None, f"{cells[0]} is in the README's aggregates but not the report's"
+        if int(cells[1]) < got["runs"]:
+            continue  # the README lags: more seeds have finished since
+        assert int(cells[1]) == got["runs"], cells[0]
+        assert cells[2:] == [fmt(got[k]) for k in ("iqm", "mean", "optimality_gap")], cells[0]
+        current.add(model)
+        checked += 1
+    for cells in table_rows(tables[1]):
+        model = by_label[cells[0]]
+        if model not in current or spec.reference not in current:
+            continue
+        p = agg["probability_of_improvement"][model]
+        assert cells[1] == f"{p['point']:.2f} [{p['ci'][0]:.2f}, {p['ci'][1]:.2f}]", cells[0]
+        checked += 1
+    assert checked > 0
