@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 from agent_factory import make_agent, make_meta, make_model
+from cli_helpers import call_main
 
 from decision_minrnn.agent.policy import Policy, load_policy
 from decision_minrnn.cli.evaluate import main
@@ -30,13 +31,7 @@ SCRIPT = Path(sys.executable).parent / "evaluate_agent"
 
 
 def run_cli(argv, capsys):
-    """main(argv) -> (exit code, stdout, stderr); argparse usage errors exit through SystemExit."""
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as e:
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
+    return call_main(main, argv, capsys)
 
 
 def test_episode_split_is_fixed_in_advance():

@@ -17,6 +17,7 @@ ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
 from agent_factory import make_agent  # noqa: E402
+from cli_helpers import call_main  # noqa: E402
 from decision_minrnn.agent.policy import load_policy  # noqa: E402
 from decision_minrnn.errors import UserInputError  # noqa: E402
 from decision_minrnn.export.onnx import export_onnx  # noqa: E402
@@ -164,41 +165,31 @@ def test_onnx_side_imports_no_torch_and_the_package_no_onnx():
     subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
 
 
-def run_cli(main, argv, capsys):
-    """main(argv) -> (exit code, stdout, stderr); argparse usage errors exit through SystemExit."""
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as e:
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def test_export_then_evaluate_with_onnxruntime(tmp_path, capsys):
     from decision_minrnn.cli.evaluate import main as evaluate_main
     from decision_minrnn.cli.export import main as export_main
 
     folder = make_agent(tmp_path / "agent", "mingru", "fused")
-    code, out, _ = run_cli(export_main, [folder, "--format", "onnx"], capsys)
+    code, out, _ = call_main(export_main, [folder, "--format", "onnx"], capsys)
     assert code == 0 and (folder / "policy.onnx").is_file() and (folder / "policy.onnx.json").is_file()
     exported_at = (folder / "policy.onnx").stat().st_mtime_ns
     result_path = tmp_path / "eval.json"
     argv = [folder, "--runtime", "onnx", "--episodes", 2, "--max-steps", 50, "--quiet", "--json", result_path]
-    code, out, err = run_cli(evaluate_main, argv, capsys)
+    code, out, err = call_main(evaluate_main, argv, capsys)
     assert code == 0, err
     assert "exported" not in err and (folder / "policy.onnx").stat().st_mtime_ns == exported_at  # up to date
     result = json.loads(result_path.read_text())
     assert result["runtime"] == "onnx" and result["episodes"] == 2 and len(result["returns"]) == 2
     assert result["rollout"] == "recurrent" and "onnxruntime" in result["device"]
     # The torch runtime scores the same episodes (same seeds, actions equal to float32 rounding).
-    code, _, err = run_cli(evaluate_main, [*argv[:1], *argv[3:-1], tmp_path / "torch.json"], capsys)
+    code, _, err = call_main(evaluate_main, [*argv[:1], *argv[3:-1], tmp_path / "torch.json"], capsys)
     assert code == 0, err
     torch_result = json.loads((tmp_path / "torch.json").read_text())
     assert torch_result["runtime"] == "torch"
     np.testing.assert_allclose(result["returns"], torch_result["returns"], rtol=1e-3)
     # Weights newer than the export: evaluate_agent exports again first.
     os.utime(folder / "policy.onnx", ns=(exported_at - 10**10, exported_at - 10**10))
-    code, _, err = run_cli(evaluate_main, argv, capsys)
+    code, _, err = call_main(evaluate_main, argv, capsys)
     assert code == 0 and "exported" in err and (folder / "policy.onnx").stat().st_mtime_ns > exported_at - 10**10
 
 
@@ -216,7 +207,7 @@ def test_export_bad_input_is_one_line_exit_2(tmp_path, capsys, argv, message):
     folder = tmp_path / "agent"
     folder.mkdir()  # an empty folder: the errors below come before (or instead of) reading it
     subst = {"missing": tmp_path / "missing", "agent": folder, "tmp": tmp_path}
-    code, out, err = run_cli(main, [a.format(**subst) for a in argv], capsys)
+    code, out, err = call_main(main, [a.format(**subst) for a in argv], capsys)
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1 and out == ""
 
 
@@ -230,6 +221,6 @@ def test_evaluate_onnx_bad_input_exit_2(tmp_path, capsys, extra, message):
 
     folder = make_agent(tmp_path / "agent", "mingru", "fused")
     argv = [folder, "--runtime", "onnx", "--episodes", 1, *extra]
-    code, _, err = run_cli(main, argv, capsys)
+    code, _, err = call_main(main, argv, capsys)
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
     assert not (folder / "policy.onnx").exists()  # refused before exporting anything
