@@ -4,10 +4,12 @@ report code."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
 import pytest
+from cli_helpers import load_benchmark_script
 
 from decision_minrnn.sweep.report import build_report
 from decision_minrnn.sweep.runner import read_results
@@ -149,5 +151,56 @@ def test_readme_nine_task_aggregates_are_the_reports(tmp_path):
             continue
         p = agg["probability_of_improvement"][model]
         assert cells[1] == f"{p['point']:.2f} [{p['ci'][0]:.2f}, {p['ci'][1]:.2f}]", cells[0]
+        checked += 1
+    assert checked > 0
+
+
+def _committed_report() -> tuple[str, dict]:
+    folder = ROOT / "benchmarks" / "results" / "sweeps" / "d4rl-nine"
+    return (folder / "report.md").read_text(), json.loads((folder / "report.json").read_text())
+
+
+def test_readme_nine_task_section_is_the_committed_report():
+    """The README's report parts (finished-cells table, cost, across-tasks, status line) are the committed report.md's,
+    copied by benchmarks/readme_scores.py: nothing there is typed by hand. (The tests above check the same numbers
+    against the committed rows.)"""
+    readme_scores = load_benchmark_script("readme_scores")
+    report_md, report = _committed_report()
+    readme = README.read_text()
+    assert readme_scores.refresh(readme, report_md, report) == readme, \
+        "README is not the committed report's: run python benchmarks/readme_scores.py"
+
+
+def test_readme_scores_rewrites_stale_blocks_and_refuses_a_missing_one():
+    readme_scores = load_benchmark_script("readme_scores")
+    report_md, report = _committed_report()
+    readme = README.read_text()
+    section_text = section(readme, "## Scores: the nine tasks")
+    cost = section_text[section_text.index("<!-- cost: from the report -->"):section_text.index("<!-- /cost -->")]
+    stale = readme.replace(cost, "<!-- cost: from the report -->\n| old | table |\n")
+    stale = readme_scores.STATUS.sub("**Status: 1 of 189 rows by yesterday**", stale, count=1)
+    assert stale != readme
+    assert readme_scores.refresh(stale, report_md, report) == readme
+    with pytest.raises(ValueError, match="no <!-- cost"):
+        readme_scores.refresh(readme.replace("<!-- /cost -->", ""), report_md, report)
+
+
+def test_readme_nine_task_cost_table_is_the_committed_results(tmp_path):
+    """The README's cost table (training minutes, policy time per action) against the costs recomputed from the
+    committed rows; a model whose README row counts fewer cells than the rows now hold lags and is skipped."""
+    spec = load_spec("d4rl-nine")
+    rows = read_results(ROOT / "benchmarks" / "results" / "sweeps" / "d4rl-nine" / "results.jsonl")
+    report = build_report(rows, tmp_path, model_order=[m.name for m in spec.models], task_order=list(spec.tasks),
+                          labels={m.name: m.display for m in spec.models}, reference=spec.reference, reps=10,
+                          plots=False)
+    expected = {cells[0]: cells for cells in table_rows(section(report["markdown"], "## Cost per model"))}
+    text = section(README.read_text(), "## Scores: the nine tasks")
+    block = text[text.index("<!-- cost: from the report -->"):text.index("<!-- /cost -->")]
+    checked = 0
+    for cells in table_rows(block):
+        assert cells[0] in expected, f"{cells[0]} is in the README's cost table but not the report's"
+        if int(cells[1]) < int(expected[cells[0]][1]):
+            continue
+        assert cells == expected[cells[0]]
         checked += 1
     assert checked > 0

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_helpers import load_benchmark_script
 from test_data_helpers import episode_arrays, write_file
 
 from decision_minrnn.cli.sweep import main as sweep_main
@@ -327,16 +328,6 @@ def test_only_a_changed_config_restarts_a_resumable_folder(tmp_path):
     assert not _refused_as_other_run(log, offset)  # a missing dataset never costs the checkpoint
 
 
-def _benchmark_script(name):
-    import importlib.util
-
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_target_probe_evaluates_at_the_datasets_best_return(tiny_spec):
     """benchmarks/target_probe.py: the target is the best episode return of the cell's own file (read here with
     h5py), the episodes are the row's (its evaluation seed: evaluate_agent at that target reproduces them), BC (no
@@ -345,7 +336,7 @@ def test_target_probe_evaluates_at_the_datasets_best_return(tiny_spec):
 
     from decision_minrnn.agent.folder import load_agent
 
-    probe = _benchmark_script("target_probe")
+    probe = load_benchmark_script("target_probe")
     out = Path("sw")
     assert sweep_main([str(tiny_spec), "--out", str(out), "--no-progress", "--only", "task=hopper-medium",
                        "seed=0"]) == 0
@@ -378,7 +369,7 @@ def test_secondary_rollout_scores_the_same_episodes_in_the_other_mode(tiny_spec)
     """benchmarks/secondary_rollout.py: same weights, same evaluation seed, the other mode; BC (one mode) skipped;
     a rerun adds nothing. The primary mode on that seed reproduces the row's returns, so the two columns score the
     same episodes."""
-    secondary = _benchmark_script("secondary_rollout")
+    secondary = load_benchmark_script("secondary_rollout")
     out = Path("sw")
     assert sweep_main([str(tiny_spec), "--out", str(out), "--no-progress", "--only", "task=hopper-medium",
                        "seed=0"]) == 0

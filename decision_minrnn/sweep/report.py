@@ -395,7 +395,8 @@ def build_report(rows: Sequence[dict[str, Any]], out_dir: Path, *, title: str = 
               "data_sources": sources, "comparable_with_d4rl": comparable,
               "score": "D4RL-normalized (x100: 0 = random, 100 = expert), recomputed from raw returns",
               "per_task": table, "aggregate": agg, "costs": costs(rows, models), "learning_curves": curves,
-              "published_source": published_source(), "plots": files}
+              "published_source": published_source(), "plots": files,
+              "latest_finished_at": max((str(r["finished_at"]) for r in rows if r.get("finished_at")), default=None)}
     report["markdown"] = markdown(report)
     (out_dir / "report.md").write_text(report["markdown"])
     write_json(out_dir / "report.json", {k: v for k, v in report.items() if k != "markdown"})
