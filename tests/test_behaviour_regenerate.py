@@ -118,3 +118,27 @@ def test_random_quality_is_a_random_init_actor_and_files_carry_the_data_version(
 def test_bad_task_names(bad):
     with pytest.raises(UserInputError):
         regenerated_dataset_path(bad)
+
+
+def test_determinism_probe_collects_what_the_regenerator_collects():
+    """benchmarks/behaviour_determinism.py hashes its own collection: that must be the regenerator's rows, bit for
+    bit (so its verdict is about the real datasets); its float64 variant is the same policy to float32 precision."""
+    from cli_helpers import load_benchmark_script
+
+    from decision_minrnn.behaviour.regenerate import build_dataset
+    from decision_minrnn.tasks import resolve_task
+
+    probe = load_benchmark_script("behaviour_determinism")
+    (data, _) = build_dataset(resolve_task("hopper-medium"), transitions=300, progress=False)
+    rows = probe.collect_rows("hopper-medium", "medium", 300, 0, "float32")
+    assert probe.rows_hash(rows) == probe.rows_hash(data)
+    from decision_minrnn.behaviour.actor import SampledPolicy
+    from decision_minrnn.behaviour.shipped import load_behaviour_actor
+
+    actor = load_behaviour_actor(resolve_task("hopper-medium").env, "medium")
+    obs = data.observations[:64]
+    a32 = SampledPolicy(actor, np.random.default_rng(1))(obs)
+    a64 = probe.Float64Policy(actor, np.random.default_rng(1))(obs)
+    assert a64.dtype == np.float32 and not np.array_equal(a32, a64)  # not the float32 computation ...
+    np.testing.assert_allclose(a64, a32, atol=1e-4)  # ... but the same policy and noise
+    assert probe.rows_hash(probe.collect_rows("hopper-medium", "medium", 300, 0, "float64")) != probe.rows_hash(data)
