@@ -3,7 +3,7 @@
 Datasets regenerated on two machines (an AMD EPYC and an Intel Xeon VM) from the same behaviour policy, seed and size
 came out as different samples (the nine-task report's "mixed data"). The rollouts are chaotic, so one differing bit
 in an action is enough. This script collects the first `--transitions` rows of a task's behaviour part, exactly as
-the regenerator does (`collect_transitions` with `SampledPolicy` and the regenerator's seeds), in child processes
+the regenerator does (its `policy_part`, with `SampledPolicy` and the regenerator's seeds), in child processes
 whose only difference is an environment variable that moves MKL or ATen onto another code path (`MKL_CBWR`,
 `MKL_ENABLE_INSTRUCTIONS`, `ATEN_CPU_CAPABILITY`), and hashes what each collected, twice:
 
@@ -64,22 +64,14 @@ class Float64Policy:
 
 
 def collect_rows(task_name: str, role: str, transitions: int, seed: int, precision: str):
-    """The first `transitions` rows of the `role` part, collected as the regenerator collects them."""
-    import numpy as np
-
+    """The first `transitions` rows of the `role` part, collected by the regenerator's own part function."""
     from decision_minrnn.behaviour.actor import SampledPolicy
-    from decision_minrnn.behaviour.regenerate import _PART_STREAM, DEFAULT_NUM_ENVS
-    from decision_minrnn.behaviour.shipped import load_behaviour_actor
-    from decision_minrnn.behaviour.vector import collect_transitions
+    from decision_minrnn.behaviour.regenerate import policy_part
     from decision_minrnn.tasks import resolve_task
 
-    env = resolve_task(task_name).env
-    noise_seq, env_seq = np.random.SeedSequence([seed, _PART_STREAM[role]]).spawn(2)
-    rng = np.random.default_rng(noise_seq)
-    actor = load_behaviour_actor(env, role)
-    policy = SampledPolicy(actor, rng) if precision == "float32" else Float64Policy(actor, rng)
-    return collect_transitions(env.gym_id, policy, transitions, seed_sequence=env_seq, num_envs=DEFAULT_NUM_ENVS,
-                               max_episode_steps=env.max_episode_steps, progress=False)
+    policy_type = SampledPolicy if precision == "float32" else Float64Policy
+    data, _ = policy_part(resolve_task(task_name).env, role, transitions, seed, policy_type=policy_type)
+    return data
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,7 +15,7 @@ import importlib.metadata
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -24,7 +24,7 @@ from ..data.d4rl import DATA_VERSION, write_d4rl_hdf5
 from ..errors import UserInputError
 from ..paths import regenerated_dataset_dir
 from ..tasks import EnvSpec, Task, resolve_task
-from .actor import SampledPolicy, random_actor
+from .actor import SACActor, SampledPolicy, random_actor
 from .layout import D4RLArrays, expand_stream
 from .shipped import actor_file, behaviour_fingerprint, load_behaviour_actor, load_card, load_replay_stream
 from .vector import collect_transitions
@@ -52,21 +52,30 @@ def regenerated_dataset_path(task_name: str, seed: int = 0, transitions: int | N
     return regenerated_dataset_dir() / f"{task.name}.regenerated-{version}.seed{int(seed)}{size}.hdf5"
 
 
-def _policy_part(
-    env: EnvSpec, role: str, n: int, seed: int, num_envs: int, progress: bool
+def policy_part(
+    env: EnvSpec,
+    role: str,
+    n: int,
+    seed: int,
+    num_envs: int = DEFAULT_NUM_ENVS,
+    progress: bool = False,
+    policy_type: Callable[[SACActor, np.random.Generator], Callable[[np.ndarray], np.ndarray]] = SampledPolicy,
 ) -> tuple[D4RLArrays, dict[str, Any]]:
-    """`n` transitions of one behaviour policy (`random`, `medium` or `expert`) and what describes it."""
+    """`n` transitions of one behaviour policy (`random`, `medium` or `expert`) and what describes it.
+
+    `policy_type(actor, rng)` makes the acting policy (the recipe's is `SampledPolicy`); another one lets a diagnostic
+    (`benchmarks/behaviour_determinism.py`) collect with the recipe's seeds and actor but another arithmetic.
+    """
     noise_seq, env_seq = np.random.SeedSequence([seed, _PART_STREAM[role]]).spawn(2)
     rng = np.random.default_rng(noise_seq)
     card = load_card(env)["policies"]
     if role == "random":
         actor = random_actor(env.obs_dim, env.act_dim, int(noise_seq.spawn(1)[0].generate_state(1)[0]))
-        policy = SampledPolicy(actor, rng)
         name = "random: a randomly initialised SAC actor (torch default init of SB3's MlpPolicy layout), sampled actions"
     else:
-        entry = card[role]
-        policy = SampledPolicy(load_behaviour_actor(env, role), rng)
-        name = f"{role}: {actor_file(role)} (SAC, {entry['training_steps']} training steps, sampled actions)"
+        actor = load_behaviour_actor(env, role)
+        name = f"{role}: {actor_file(role)} (SAC, {card[role]['training_steps']} training steps, sampled actions)"
+    policy = policy_type(actor, rng)
     data = collect_transitions(
         env.gym_id, policy, n, seed_sequence=env_seq, num_envs=num_envs, max_episode_steps=env.max_episode_steps,
         progress=progress, desc=f"{env.name} {role}",
@@ -119,10 +128,10 @@ def build_dataset(
         return data, [part]
     n = DEFAULT_TRANSITIONS[quality] if transitions is None else int(transitions)
     if quality != "medium-expert":
-        data, part = _policy_part(env, quality, n, seed, num_envs, progress)
+        data, part = policy_part(env, quality, n, seed, num_envs, progress)
         return data, [part]
     halves = (("medium", n // 2), ("expert", n - n // 2))
-    parts = [_policy_part(env, role, k, seed, num_envs, progress) for role, k in halves]
+    parts = [policy_part(env, role, k, seed, num_envs, progress) for role, k in halves]
     return D4RLArrays.concatenate([p[0] for p in parts]), [p[1] for p in parts]
 
 
