@@ -87,6 +87,26 @@ def test_dry_run_lists_cells_commands_and_estimate(tiny_spec):
     assert bad.returncode == 2 and "matches no cell" in bad.stderr
 
 
+def test_dry_run_estimates_at_the_measured_minutes_of_finished_cells(tiny_spec):
+    """The second estimate uses the median wall minutes of the cells that ran in one go (the latest row of a cell,
+    resumed cells left out), and the spec's minutes for a model without such a cell."""
+    out = Path("sw")
+    out.mkdir()
+    rows = [{"task": "hopper-medium", "model": "mingru", "seed": 0, "wall_s": 999.0, "actions": ["train"]},
+            {"task": "hopper-medium", "model": "mingru", "seed": 0, "wall_s": 300.0, "actions": ["train"]},  # latest
+            {"task": "hopper-medium", "model": "mingru", "seed": 1, "wall_s": 500.0, "actions": ["train"]},
+            {"task": "walker2d-medium", "model": "mingru", "seed": 0, "wall_s": 9999.0, "actions": ["resume"]}]
+    (out / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    proc = subprocess.run([str(BIN / "sweep_agents"), str(tiny_spec), "--dry-run", "--out", str(out)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "3 done, 5 to run" in proc.stdout
+    # to run: mingru walker seed 1 at the measured median (300 + 500) / 2 s = 6.67 min, 4 BC cells at 1 min
+    assert "at this sweep's measured minutes: 11 core-minutes" in proc.stdout
+    assert "mingru 6.7 (n=2)" in proc.stdout and "the spec's minutes for bc (no such cell yet)" in proc.stdout
+    assert "estimated CPU time for 5 cells: 6 core-minutes" in proc.stdout  # the spec's: 2 + 4 x 1
+
+
 def test_local_sweep_resumes_and_skips_finished_cells(tiny_spec):
     out = Path("sw")
     common = [str(tiny_spec), "--out", str(out), "--no-progress"]

@@ -57,7 +57,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from ..errors import UserInputError
     from ..sweep.cells import parse_only
-    from ..sweep.runner import RESULTS, default_out, dry_run, latest_rows, plan, read_results, run_sweep
+    from ..sweep.runner import (RESULTS, default_out, dry_run, latest_rows, measured_cell_minutes, plan, read_results,
+                                 run_sweep)
     from ..sweep.spec import load_spec
 
     spec = load_spec(args.spec)
@@ -90,8 +91,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         planned, warnings = plan(spec, out, only=only, data_source=args.data_source)
         for w in warnings:
             print(f"warning: {w}", file=sys.stderr)
-        done = set(latest_rows(read_results(out / RESULTS)))
-        print(dry_run(spec, out, planned, done, args.jobs))
+        rows = read_results(out / RESULTS)
+        done = set(latest_rows(rows))
+        print(dry_run(spec, out, planned, done, args.jobs, measured_cell_minutes(rows)))
         return 0
     _terminate_as_interrupt()
     failed = run_sweep(spec, out, only=only, jobs=args.jobs, executor=executor,

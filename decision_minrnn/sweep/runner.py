@@ -258,8 +258,28 @@ def adopt_results(spec: SweepSpec, out: Path, source: Path, *, data_source: str 
     return lines
 
 
-def estimate(spec: SweepSpec, cells: Sequence[PlannedCell], jobs: int) -> str:
-    """CPU time of `cells` from the spec's cost table, with its source; models without a number are named."""
+def measured_cell_minutes(rows: Sequence[dict[str, Any]]) -> dict[str, tuple[float, int]]:
+    """Per model: median wall minutes of its finished cells that ran start to end in one go, and how many there were.
+
+    The report's cost table's "cell minutes" (`report.costs`); read-back and resumed cells say nothing about a cell.
+    """
+    from .report import costs
+
+    latest = list(latest_rows(rows).values())
+    out = {}
+    for model, cost in costs(latest, sorted({r["model"] for r in latest})).items():
+        if cost["cell_minutes"]:
+            out[model] = (cost["cell_minutes"]["median"], cost["cell_minutes"]["n"])
+    return out
+
+
+def estimate(spec: SweepSpec, cells: Sequence[PlannedCell], jobs: int,
+             measured: dict[str, tuple[float, int]] | None = None) -> str:
+    """CPU time of `cells` from the spec's cost table, with its source; models without a number are named.
+
+    With `measured` (`measured_cell_minutes` of the finished rows), a second line estimates the same cells at the
+    minutes this sweep's own cells took, falling back to the spec's number for a model with no such cell yet.
+    """
     minutes, unknown = 0.0, set()
     for p in cells:
         m = spec.cost.cpu_minutes.get(p.cell.model.name)
@@ -273,11 +293,27 @@ def estimate(spec: SweepSpec, cells: Sequence[PlannedCell], jobs: int) -> str:
         text += f"; no cost for {', '.join(sorted(unknown))} (not counted)"
     text += f"\n  per-cell minutes: {', '.join(f'{k} {v:g}' for k, v in spec.cost.cpu_minutes.items()) or 'none'}"
     text += f"\n  source: {spec.cost.source or 'the spec gives no source for its cost table'}"
+    if measured and cells:
+        total, used, fallback = 0.0, {}, set()
+        for p in cells:
+            name = p.cell.model.name
+            if name in measured:
+                total += measured[name][0]
+                used[name] = measured[name]
+            elif name in spec.cost.cpu_minutes:
+                total += spec.cost.cpu_minutes[name]
+                fallback.add(name)
+        text += (f"\nat this sweep's measured minutes: {total:.0f} core-minutes = {total / 60:.1f} core-hours (about "
+                 f"{total / 60 / max(1, jobs):.1f} h at --jobs {jobs})")
+        text += "\n  median wall minutes of the finished cells run in one go: " + (
+            ", ".join(f"{k} {v:.1f} (n={n})" for k, (v, n) in used.items()) or "none")
+        if fallback:
+            text += f"; the spec's minutes for {', '.join(sorted(fallback))} (no such cell yet)"
     return text
 
 
 def dry_run(spec: SweepSpec, out: Path, planned: Sequence[PlannedCell], done: set[tuple[str, str, int]],
-            jobs: int) -> str:
+            jobs: int, measured: dict[str, tuple[float, int]] | None = None) -> str:
     """One line per selected cell (task, model, seed, state, train_agent command), then the CPU-time estimate."""
     lines = [f"sweep {spec.name}: {len(planned)} cells, results in {out / RESULTS}"]
     pending = []
@@ -289,7 +325,7 @@ def dry_run(spec: SweepSpec, out: Path, planned: Sequence[PlannedCell], done: se
         lines.append(f"{p.cell.task:<28} {p.cell.model.name:<12} seed{p.cell.seed:<3} {state:<8} "
                      f"{shell_line(['train_agent', *p.argv])}{resume}")
     lines.append(f"{len(planned) - len(pending)} done, {len(pending)} to run")
-    lines.append(estimate(spec, pending, jobs))
+    lines.append(estimate(spec, pending, jobs, measured))
     return "\n".join(lines)
 
 
