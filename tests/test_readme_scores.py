@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from cli_helpers import load_benchmark_script
 
-from decision_minrnn.sweep.report import build_report
+from decision_minrnn.sweep.report import build_report, interval_text
 from decision_minrnn.sweep.runner import read_results
 from decision_minrnn.sweep.spec import load_spec
 
@@ -129,9 +129,6 @@ def test_readme_nine_task_aggregates_are_the_reports(tmp_path):
     by_label = {m.display: m.name for m in spec.models}
     agg = report["aggregate"]
 
-    def fmt(x: dict) -> str:
-        return f"{x['point']:.1f} [{x['ci'][0]:.1f}, {x['ci'][1]:.1f}]"
-
     tables = [chunk for chunk in block.split("\n\n") if chunk.startswith("|")]
     assert len(tables) == 2, "the aggregate table and the probability-of-improvement table"
     current, checked = set(), 0
@@ -142,7 +139,7 @@ def test_readme_nine_task_aggregates_are_the_reports(tmp_path):
         if int(cells[1]) < got["runs"]:
             continue  # the README lags: more seeds have finished since
         assert int(cells[1]) == got["runs"], cells[0]
-        assert cells[2:] == [fmt(got[k]) for k in ("iqm", "mean", "optimality_gap")], cells[0]
+        assert cells[2:] == [interval_text(got[k], got["runs"]) for k in ("iqm", "mean", "optimality_gap")], cells[0]
         current.add(model)
         checked += 1
     for cells in table_rows(tables[1]):
@@ -150,7 +147,8 @@ def test_readme_nine_task_aggregates_are_the_reports(tmp_path):
         if model not in current or spec.reference not in current:
             continue
         p = agg["probability_of_improvement"][model]
-        assert cells[1] == f"{p['point']:.2f} [{p['ci'][0]:.2f}, {p['ci'][1]:.2f}]", cells[0]
+        runs = min(agg["models"][model]["runs"], agg["models"][spec.reference]["runs"])
+        assert cells[1] == interval_text(p, runs, 2), cells[0]
         checked += 1
     assert checked > 0
 

@@ -17,7 +17,7 @@ from test_data_helpers import episode_arrays, write_file
 
 from decision_minrnn.cli.sweep import main as sweep_main
 from decision_minrnn.sweep.cells import parse_only, plan_cells, select_cells
-from decision_minrnn.sweep.report import build_report, curve_panels, t_quantile
+from decision_minrnn.sweep.report import build_report, curve_panels, interval_text, t_quantile
 from decision_minrnn.sweep.runner import plan, read_results
 from decision_minrnn.sweep.spec import load_spec, spec_names
 from decision_minrnn.tasks import normalized_score, published_scores, published_source, resolve_task
@@ -326,6 +326,13 @@ def test_learning_curve_legend_lists_every_model_and_panels_name_missing_seeds()
     assert legend == ["bc", "dt", "s4"] and n_max == 3
     assert titles == {"hopper-medium": "hopper-medium",
                       "walker2d-medium": "walker2d-medium\n(of 3 seeds so far: DT n=2, S4 n=1)"}
+
+
+def test_an_aggregate_over_one_run_per_task_shows_no_interval():
+    """rliable's stratified bootstrap of one run per task is zero-width; the report must not print it as an interval."""
+    stat = {"point": 53.14, "ci": [53.14, 53.14]}
+    assert interval_text(stat, 1) == "53.1 (1 run: no interval)"
+    assert interval_text({"point": 0.333, "ci": [0.2, 0.45]}, 3, 2) == "0.33 [0.20, 0.45]"
 
 
 def test_t_quantile_table_matches_scipy(monkeypatch):

@@ -481,6 +481,17 @@ def _task_table(report: dict[str, Any], n_max: int, *, finished_only: bool) -> l
     return lines
 
 
+def interval_text(stat: dict[str, Any], runs: int, digits: int = 1) -> str:
+    """`point [lo, hi]` of an rliable estimate; `point (1 run: no interval)` when a model has one run per task.
+
+    With one run per task the stratified bootstrap has nothing to resample (for P(X > Y), nothing of X's), so the
+    interval it returns is zero-width or Y's alone: printed, it would read as certainty about an unreplicated score.
+    """
+    if runs < 2:
+        return f"{stat['point']:.{digits}f} (1 run: no interval)"
+    return f"{stat['point']:.{digits}f} [{stat['ci'][0]:.{digits}f}, {stat['ci'][1]:.{digits}f}]"
+
+
 def _aggregate_lines(agg: dict[str, Any], labels: dict[str, str]) -> list[str]:
     lines: list[str] = []
     lines.append(f"rliable, {len(agg['tasks'])} tasks, 95% stratified-bootstrap intervals ({agg['reps']} "
@@ -490,8 +501,7 @@ def _aggregate_lines(agg: dict[str, Any], labels: dict[str, str]) -> list[str]:
     if agg["models"]:
         lines += ["", "| model | runs per task | IQM | mean | optimality gap |", "|---|---:|---:|---:|---:|"]
         for m, s in agg["models"].items():
-            cells = [f"{s[k]['point']:.1f} [{s[k]['ci'][0]:.1f}, {s[k]['ci'][1]:.1f}]"
-                     for k in ("iqm", "mean", "optimality_gap")]
+            cells = [interval_text(s[k], s["runs"]) for k in ("iqm", "mean", "optimality_gap")]
             lines.append(f"| {labels.get(m, m)} | {s['runs']} | " + " | ".join(cells) + " |")
     for m, why in agg.get("excluded", {}).items():
         lines.append(f"\n{labels.get(m, m)} is left out of the aggregates: {why}.")
@@ -501,7 +511,8 @@ def _aggregate_lines(agg: dict[str, Any], labels: dict[str, str]) -> list[str]:
                       f"task scores higher than a run of {ref}; 0.5 = no difference):", "",
                   f"| X | P(X > {ref}) |", "|---|---:|"]
         for m, s in agg["probability_of_improvement"].items():
-            lines.append(f"| {labels.get(m, m)} | {s['point']:.2f} [{s['ci'][0]:.2f}, {s['ci'][1]:.2f}] |")
+            runs = min(agg["models"][m]["runs"], agg["models"][agg["reference"]]["runs"])
+            lines.append(f"| {labels.get(m, m)} | {interval_text(s, runs, 2)} |")
     elif agg.get("probability_of_improvement_note"):
         lines += ["", f"Probability of improvement not computed: {agg['probability_of_improvement_note']}."]
     return lines
