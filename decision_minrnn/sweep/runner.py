@@ -273,6 +273,18 @@ def measured_cell_minutes(rows: Sequence[dict[str, Any]]) -> dict[str, tuple[flo
     return out
 
 
+def _core_minutes(cells: Sequence[PlannedCell], minutes: dict[str, float]) -> tuple[float, set[str]]:
+    """Sum of the cells' per-model minutes, and the models that have no number."""
+    total, missing = 0.0, set()
+    for p in cells:
+        m = minutes.get(p.cell.model.name)
+        if m is None:
+            missing.add(p.cell.model.name)
+        else:
+            total += m
+    return total, missing
+
+
 def estimate(spec: SweepSpec, cells: Sequence[PlannedCell], jobs: int,
              measured: dict[str, tuple[float, int]] | None = None) -> str:
     """CPU time of `cells` from the spec's cost table, with its source; models without a number are named.
@@ -280,13 +292,7 @@ def estimate(spec: SweepSpec, cells: Sequence[PlannedCell], jobs: int,
     With `measured` (`measured_cell_minutes` of the finished rows), a second line estimates the same cells at the
     minutes this sweep's own cells took, falling back to the spec's number for a model with no such cell yet.
     """
-    minutes, unknown = 0.0, set()
-    for p in cells:
-        m = spec.cost.cpu_minutes.get(p.cell.model.name)
-        if m is None:
-            unknown.add(p.cell.model.name)
-        else:
-            minutes += m
+    minutes, unknown = _core_minutes(cells, spec.cost.cpu_minutes)
     text = (f"estimated CPU time for {len(cells)} cells: {minutes:.0f} core-minutes = {minutes / 60:.1f} core-hours "
             f"(about {minutes / 60 / max(1, jobs):.1f} h of wall time at --jobs {jobs} on {jobs} free cores)")
     if unknown:
@@ -294,21 +300,16 @@ def estimate(spec: SweepSpec, cells: Sequence[PlannedCell], jobs: int,
     text += f"\n  per-cell minutes: {', '.join(f'{k} {v:g}' for k, v in spec.cost.cpu_minutes.items()) or 'none'}"
     text += f"\n  source: {spec.cost.source or 'the spec gives no source for its cost table'}"
     if measured and cells:
-        total, used, fallback = 0.0, {}, set()
-        for p in cells:
-            name = p.cell.model.name
-            if name in measured:
-                total += measured[name][0]
-                used[name] = measured[name]
-            elif name in spec.cost.cpu_minutes:
-                total += spec.cost.cpu_minutes[name]
-                fallback.add(name)
+        total, _ = _core_minutes(cells, {**spec.cost.cpu_minutes, **{k: v for k, (v, _) in measured.items()}})
+        models = list(dict.fromkeys(p.cell.model.name for p in cells))
+        used = [m for m in models if m in measured]
+        fallback = sorted(m for m in models if m not in measured and m in spec.cost.cpu_minutes)
         text += (f"\nat this sweep's measured minutes: {total:.0f} core-minutes = {total / 60:.1f} core-hours (about "
                  f"{total / 60 / max(1, jobs):.1f} h at --jobs {jobs})")
         text += "\n  median wall minutes of the finished cells run in one go: " + (
-            ", ".join(f"{k} {v:.1f} (n={n})" for k, (v, n) in used.items()) or "none")
+            ", ".join(f"{m} {measured[m][0]:.1f} (n={measured[m][1]})" for m in used) or "none")
         if fallback:
-            text += f"; the spec's minutes for {', '.join(sorted(fallback))} (no such cell yet)"
+            text += f"; the spec's minutes for {', '.join(fallback)} (no such cell yet)"
     return text
 
 
