@@ -335,6 +335,31 @@ def test_an_aggregate_over_one_run_per_task_shows_no_interval():
     assert interval_text({"point": 0.333, "ci": [0.2, 0.45]}, 3, 2) == "0.33 [0.20, 0.45]"
 
 
+def test_aggregate_plots_name_a_one_run_model_as_having_no_interval(tmp_path, monkeypatch):
+    """The plots draw rliable's zero-width bars for a model with one run per task; its name there says so."""
+    pytest.importorskip("rliable")
+    from rliable import plot_utils
+
+    seen = {}
+    real_intervals, real_profiles = plot_utils.plot_interval_estimates, plot_utils.plot_performance_profiles
+
+    def intervals(point, ci, **kw):
+        seen["intervals"] = list(kw["algorithms"])
+        return real_intervals(point, ci, **kw)
+
+    def profiles(profile, taus, **kw):
+        seen["profile"] = list(profile)
+        return real_profiles(profile, taus, **kw)
+
+    monkeypatch.setattr(plot_utils, "plot_interval_estimates", intervals)
+    monkeypatch.setattr(plot_utils, "plot_performance_profiles", profiles)
+    scores = {**SCORES, ("hopper-medium", "s4"): [[61]], ("walker2d-medium", "s4"): [[62]]}  # seed 0 only
+    build_report(_rows(scores, DATA), tmp_path / "r", model_order=["mingru", "dt", "bc", "s4"],
+                 labels={"s4": "S4"}, reps=50)
+    assert seen["intervals"] == ["bc", "mingru", "dt", "S4 (1 run: no interval)"]
+    assert seen["profile"] == seen["intervals"]
+
+
 def test_t_quantile_table_matches_scipy(monkeypatch):
     stats = pytest.importorskip("scipy.stats")
     exact = {d: float(stats.t.ppf(0.975, d)) for d in range(1, 31)}

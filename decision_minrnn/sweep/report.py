@@ -335,11 +335,13 @@ def _plots(agg: dict[str, Any], curves: dict[str, Any], out_dir: Path, labels: d
         from rliable import plot_utils
     except ImportError:
         return files
-    names = [labels.get(m, m) for m in mats]
-    colors = {labels.get(m, m): by_model[m] for m in mats}
+    # a one-run model's bootstrap bars are zero-width: its name says so, as the tables do (interval_text)
+    shown = {m: labels.get(m, m) + (" (1 run: no interval)" if agg["models"][m]["runs"] < 2 else "") for m in mats}
+    names = [shown[m] for m in mats]
+    colors = {shown[m]: by_model[m] for m in mats}
     keys = ("iqm", "mean", "optimality_gap")
-    point = {labels.get(m, m): np.array([agg["models"][m][k]["point"] for k in keys]) for m in mats}
-    ci = {labels.get(m, m): np.array([[agg["models"][m][k]["ci"][j] for k in keys] for j in (0, 1)]) for m in mats}
+    point = {shown[m]: np.array([agg["models"][m][k]["point"] for k in keys]) for m in mats}
+    ci = {shown[m]: np.array([[agg["models"][m][k]["ci"][j] for k in keys] for j in (0, 1)]) for m in mats}
     fig, _ = plot_utils.plot_interval_estimates(point, ci, metric_names=["IQM", "Mean", "Optimality gap"],
                                                 algorithms=names, colors=colors, xlabel="D4RL-normalized score",
                                                 xlabel_y_coordinate=-0.55 / (0.37 * len(names)))
@@ -347,7 +349,7 @@ def _plots(agg: dict[str, Any], curves: dict[str, Any], out_dir: Path, labels: d
     fig.savefig(path, bbox_inches="tight", dpi=120)
     plt.close(fig)
     files["aggregate_intervals"] = path.name
-    scores = {labels.get(m, m): v for m, v in mats.items()}
+    scores = {shown[m]: v for m, v in mats.items()}
     high = max(OPTIMAL, float(max(v.max() for v in scores.values())))
     low = min(0.0, float(min(v.min() for v in scores.values())))
     taus = np.linspace(math.floor(low / 10) * 10, math.ceil(high / 10) * 10, 101)
