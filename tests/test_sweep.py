@@ -166,6 +166,57 @@ def test_local_sweep_resumes_and_skips_finished_cells(tiny_spec):
     assert cost["train_minutes"]["n"] == 4 and "## Cost per model" in text
 
 
+def _write_hopper_data(seed: int) -> None:
+    """The tiny spec's hopper-medium file, as another machine would regenerate it with `seed` (other samples)."""
+    arrays = episode_arrays("hopper-medium", [40, 25, 60], ["terminal", "timeout", "terminal"], seed=seed)
+    arrays["observations"][:, 0] = np.sin(np.arange(len(arrays["rewards"])))
+    write_file(Path(os.environ["D4RL_DATASET_DIR"]) / "hopper_medium-v2.hdf5", arrays)
+
+
+def test_a_machine_with_other_data_leaves_the_task_for_another(tiny_spec, capsys):
+    """A task's new cells must find the dataset its finished cells were trained on; elsewhere they are left, listed."""
+    out = Path("sw")
+    common = [str(tiny_spec), "--out", str(out), "--no-progress", "--only", "task=hopper-medium", "model=bc"]
+    assert sweep_main([*common, "seed=0"]) == 0
+    _write_hopper_data(seed=7)
+    capsys.readouterr()
+    assert sweep_main(common) == 0  # not a failure: the cell waits for a machine with the same data
+    err = capsys.readouterr().err
+    assert "1 cells not run" in err and "hopper-medium bc seed1" in err and "--allow-mixed-data" in err
+    assert "has mean episode return" in err
+    done, rows = rows_by_key(out)
+    assert list(done) == [("hopper-medium", "bc", 0)]
+    left = out / "cells" / "hopper-medium" / "bc" / "seed1"
+    assert sorted(p.name for p in left.iterdir()) == ["sweep.log"]  # nothing trained or written but the log
+    assert "--expect-data-mean" in (left / "sweep.log").read_text()
+
+    assert sweep_main([*common, "--allow-mixed-data"]) == 0
+    done, rows = rows_by_key(out)
+    assert len(rows) == 2
+    first, second = done[("hopper-medium", "bc", 0)], done[("hopper-medium", "bc", 1)]
+    assert first["dataset_return_raw_mean"] != second["dataset_return_raw_mean"]  # the report's "mixed data"
+
+
+def test_resume_refuses_a_dataset_other_than_the_checkpoints(tiny_spec):
+    """A checkpoint continues only on the data it was trained on (exit 3); the folder is left as it was."""
+    out = Path("sw")
+    spec = load_spec(tiny_spec)
+    argv = next(p.argv for p in plan(spec, out)[0] if p.cell.key == ("hopper-medium", "bc", 0))
+    train = [str(BIN / "train_agent"), *argv, "--set", "steps=3"]
+    subprocess.run(train, check=True, capture_output=True)
+    run_dir = out / "cells" / "hopper-medium" / "bc" / "seed0"
+    (run_dir / "metrics.json").unlink()
+    (run_dir / "model.safetensors").unlink()
+    before = sorted(p.name for p in (run_dir / "checkpoint").iterdir())
+    _write_hopper_data(seed=7)
+    proc = subprocess.run([str(BIN / "train_agent"), *argv, "--resume"], capture_output=True, text=True)
+    assert proc.returncode == 3, proc.stderr
+    assert f"the checkpoint in {run_dir} was trained on one with mean" in proc.stderr
+    assert "it was not resumed" in proc.stderr
+    assert sorted(p.name for p in (run_dir / "checkpoint").iterdir()) == before
+    assert not (run_dir / "model.safetensors").exists()
+
+
 def test_ray_executor_on_a_local_cluster(tiny_spec):
     ray = pytest.importorskip("ray")
     keep = ("HOME", "XDG_CACHE_HOME", "DECISION_MINRNN_CACHE", "D4RL_DATASET_DIR", "MINARI_DATASETS_PATH",

@@ -44,7 +44,8 @@ def non_negative_int(text: str) -> int:
 
 
 def cli_entry(func: Callable[[Sequence[str] | None], int | None]) -> Callable[[Sequence[str] | None], int]:
-    """Wrap a `main(argv)`: UserInputError -> exit 2, other failures -> exit 1, each as one line (no traceback).
+    """Wrap a `main(argv)`: UserInputError -> exit 2 (its `exit_code` where it has one: 3 for a dataset other than
+    the one expected), other failures -> exit 1, each as one line (no traceback).
 
     Set DECISION_MINRNN_DEBUG=1 to get the traceback instead.
     """
@@ -64,7 +65,7 @@ def cli_entry(func: Callable[[Sequence[str] | None], int | None]) -> Callable[[S
             if os.environ.get("DECISION_MINRNN_DEBUG"):
                 raise
             print(f"error: {e}", file=sys.stderr)
-            return 2
+            return int(getattr(e, "exit_code", 2))
         except Exception as e:  # noqa: BLE001 - the CLI's promise is one clear line, not a traceback
             if os.environ.get("DECISION_MINRNN_DEBUG"):
                 raise

@@ -49,6 +49,9 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--reps", type=positive_int, default=2000, help="bootstrap resamples of the report (2000)")
     p.add_argument("--no-plots", action="store_true", help="report without the PNG plots")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--allow-mixed-data", action="store_true",
+                   help="train new cells on this machine's dataset even where it differs from the one the task's "
+                        "finished cells were trained on (by default such cells are left for another machine)")
     return p
 
 
@@ -98,7 +101,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     _terminate_as_interrupt()
     failed = run_sweep(spec, out, only=only, jobs=args.jobs, executor=executor,
                        ray_address=args.ray_address,
-                       data_source=args.data_source, progress=not args.no_progress)
+                       data_source=args.data_source, progress=not args.no_progress,
+                       allow_mixed_data=args.allow_mixed_data)
     return 1 if failed else 0
 
 

@@ -27,6 +27,9 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--out", default=None, help="run folder (default runs/<task>/<backbone>-seed<k>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--expect-data-mean", type=float, default=None, metavar="RETURN",
+                   help="stop (exit 3) before training unless the dataset's mean episode return is RETURN (sweeps "
+                        "pass the one their finished cells of the task were trained on)")
     return p
 
 
@@ -49,7 +52,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = args.config or (args.backbone or "mingru")  # default: the backbone's own config file
     cfg = load_config(config, overrides, args.set)
     train_agent(task, cfg, seed=args.seed, out=args.out, device=args.device, data_source=args.data_source,
-          resume=args.resume, progress=not args.no_progress, command=["train_agent", *(argv or sys.argv[1:])])
+          resume=args.resume, progress=not args.no_progress, command=["train_agent", *(argv or sys.argv[1:])],
+          expect_data_mean=args.expect_data_mean)
     return 0
 
 

@@ -10,14 +10,16 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import json
+import math
 import os
 import subprocess
 import sys
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from ..errors import UserInputError
+from ..errors import DataMismatchError, UserInputError
 from .cells import (Cell, config_hash, expected_config, plan_cells, protocol_sets, select_cells, shell_line,
                     train_argv)
 from .executors import EVAL_JSON, NOT_STARTED, CellJob, Outcome, cell_state, run_local, run_ray
@@ -123,8 +125,9 @@ class PlannedCell:
     argv: list[str]  # train_agent arguments
     config: dict[str, Any]
 
-    def job(self, threads: int = 1) -> CellJob:
-        """The executor's job: train_agent's arguments, and evaluate_agent's for a folder killed while scoring."""
+    def job(self, threads: int = 1, data_mean: float | None = None) -> CellJob:
+        """The executor's job: train_agent's arguments (with `--expect-data-mean` when `data_mean` is given), and
+        evaluate_agent's for a folder killed while scoring."""
         cfg = self.config
         episodes = int(cfg["eval_episodes"])
         eval_argv = [str(self.cell_dir), "--episodes", str(episodes),
@@ -132,7 +135,8 @@ class PlannedCell:
                      "--seed", str(final_evaluation_seed(self.cell.seed)), "--json", str(self.cell_dir / EVAL_JSON),
                      "--quiet"]
         return CellJob(key=self.cell.key, label=self.cell.label(), cell_dir=str(self.cell_dir.resolve()),
-                       train_argv=self.argv, eval_argv=eval_argv, threads=threads)
+                       train_argv=self.argv + ([] if data_mean is None else ["--expect-data-mean", repr(data_mean)]),
+                       eval_argv=eval_argv, threads=threads)
 
 
 def plan(spec: SweepSpec, out: Path, *, only: list[dict[str, set[str]]] | None = None,
@@ -258,6 +262,17 @@ def adopt_results(spec: SweepSpec, out: Path, source: Path, *, data_source: str 
     return lines
 
 
+def expected_data_means(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """Per task, the mean episode return of the dataset most of its finished cells were trained on: what a new cell
+    of the task must find on its machine (`train_agent --expect-data-mean`), so that no task mixes more data."""
+    counts: dict[str, Counter] = {}
+    for r in latest_rows(rows).values():
+        raw = r.get("dataset_return_raw_mean")
+        if isinstance(raw, (int, float)) and math.isfinite(raw):
+            counts.setdefault(r["task"], Counter())[float(raw)] += 1
+    return {task: c.most_common(1)[0][0] for task, c in counts.items()}
+
+
 def measured_cell_minutes(rows: Sequence[dict[str, Any]]) -> dict[str, tuple[float, int]]:
     """Per model: median wall minutes of its finished cells that ran start to end in one go, and how many there were.
 
@@ -332,8 +347,13 @@ def dry_run(spec: SweepSpec, out: Path, planned: Sequence[PlannedCell], done: se
 
 def run_sweep(spec: SweepSpec, out: Path, *, only: list[dict[str, set[str]]] | None = None, jobs: int = 1,
               executor: str = "local", ray_address: str | None = None, data_source: str | None = None,
-              progress: bool = True) -> int:
-    """Run every selected cell that has no results row; returns the number of cells that failed."""
+              progress: bool = True, allow_mixed_data: bool = False) -> int:
+    """Run every selected cell that has no results row; returns the number of cells that failed.
+
+    A cell whose task has finished cells is started with the mean of their dataset (`expected_data_means`) and
+    stops before training where this machine's dataset differs (regenerated elsewhere: other samples); such cells
+    are listed, not counted as failed, and stay for a machine with the same data. `allow_mixed_data` skips that.
+    """
     from tqdm.auto import tqdm
 
     source = data_source or spec.data_source
@@ -342,11 +362,14 @@ def run_sweep(spec: SweepSpec, out: Path, *, only: list[dict[str, set[str]]] | N
         print(f"warning: {w}", file=sys.stderr)
     with sweep_lock(out):
         results = out / RESULTS
-        done = set(latest_rows(read_results(results)))
+        rows = read_results(results)
+        done = set(latest_rows(rows))
         todo = [p for p in planned if p.cell.key not in done]
+        expected = {} if allow_mixed_data else expected_data_means(rows)
         by_key = {p.cell.key: p for p in todo}
         code = code_version()
         failures: list[str] = []
+        other_data: list[str] = []
         print(f"sweep {spec.name}: {len(planned)} cells selected, {len(planned) - len(todo)} already done, "
               f"{len(todo)} to run ({executor}); results: {results}", file=sys.stderr)
         bar = tqdm(total=len(planned), initial=len(planned) - len(todo), unit="cell", desc=f"sweep {spec.name}",
@@ -362,6 +385,9 @@ def run_sweep(spec: SweepSpec, out: Path, *, only: list[dict[str, set[str]]] | N
             if outcome.ok:
                 append_result(results, make_row(spec, p, outcome, code, source))
                 succeeded += 1
+            elif outcome.rc == DataMismatchError.exit_code:
+                other_data.append(p.cell.label())
+                bar.write(f"cell not run: {p.cell.label()}: {outcome.error}", file=sys.stderr)
             else:
                 why = outcome.error or f"exit code {outcome.rc}"
                 failures.append(f"{p.cell.label()}: {why}")
@@ -375,7 +401,7 @@ def run_sweep(spec: SweepSpec, out: Path, *, only: list[dict[str, set[str]]] | N
             return succeeded > 0 or len(failures) < FAIL_FAST
 
         try:
-            jobs_list = [p.job(threads=spec.executor.threads) for p in todo]
+            jobs_list = [p.job(threads=spec.executor.threads, data_mean=expected.get(p.cell.task)) for p in todo]
             if executor == "ray":
                 run_ray(jobs_list, address=ray_address, cpus=spec.executor.cpus, gpus=spec.executor.gpus,
                         on_done=on_done)
@@ -383,13 +409,18 @@ def run_sweep(spec: SweepSpec, out: Path, *, only: list[dict[str, set[str]]] | N
                 run_local(jobs_list, workers=jobs, on_done=on_done)
         finally:
             bar.close()
+        if other_data:
+            print(f"{len(other_data)} cells not run: this machine's dataset of their task differs from the one the "
+                  f"task's finished cells were trained on (other samples; README, Datasets without D4RL): "
+                  + ", ".join(other_data) + ". Run them on a machine that regenerates the same data, or pass "
+                  "--allow-mixed-data to train them on this one's.", file=sys.stderr)
         if failures:
             print(f"{len(failures)} of {len(todo)} cells failed (rerun the same command to retry them):\n  "
                   + "\n  ".join(failures), file=sys.stderr)
             if not succeeded and len(failures) >= FAIL_FAST:
                 print(f"stopped early: the first {len(failures)} cells failed and none succeeded; the remaining "
                       f"cells were not started (see the logs above)", file=sys.stderr)
-        else:
+        elif not other_data:
             print(f"sweep {spec.name}: all {len(planned)} selected cells done; report: sweep_agents "
                   f"{_spec_arg(spec)} --out {out} --report", file=sys.stderr)
         return len(failures)

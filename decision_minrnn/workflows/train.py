@@ -10,6 +10,7 @@ The evaluation protocol is fixed here, before any run is scored (README, Evaluat
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from ..agent.folder import AgentMeta, save_agent
 from ..agent.policy import Policy
 from ..data.sampler import WindowSampler
 from ..devices import resolve_device
-from ..errors import UserInputError
+from ..errors import DataMismatchError, UserInputError
 from ..io import check_writable, write_json
 from ..nn.model import build_model
 from ..rollout.envs import evaluation_seed
@@ -86,8 +87,12 @@ def _plan(run_dir: Path, record: dict[str, Any], resume: bool, steps: int) -> st
 
 def train_agent(task_name: str | Task, cfg: TrainConfig, *, seed: int = 0, out: str | os.PathLike | None = None,
                 device: str = "auto", data_source: str = "auto", resume: bool = False, progress: bool = True,
-                command: list[str] | None = None) -> TrainResult:
-    """Train one agent into its run folder, then score it under the protocol; returns where it went."""
+                command: list[str] | None = None, expect_data_mean: float | None = None) -> TrainResult:
+    """Train one agent into its run folder, then score it under the protocol; returns where it went.
+
+    `expect_data_mean`: the dataset's mean episode return must be this one (else `DataMismatchError`, before
+    anything is trained or written); a resumed run's dataset must be the one its checkpoint was trained on.
+    """
     task = resolve_task(task_name)
     dev = resolve_device(device)
     if seed < 0:
@@ -112,6 +117,7 @@ def train_agent(task_name: str | Task, cfg: TrainConfig, *, seed: int = 0, out: 
         if dataset.observations.shape[1] != task.env.obs_dim:
             raise UserInputError(f"{dataset.location}: observation size {dataset.observations.shape[1]} does not "
                                  f"match {task.env.gym_id} ({task.env.obs_dim})")
+        _check_same_data(task, dataset, run_dir, expect_data_mean, resumed=mode == "resume")
         torch.manual_seed(seed)
         sampler = WindowSampler(dataset, context_len=cfg.context_len, batch_size=cfg.batch_size,
                                 context=cfg.context, burn_in=cfg.burn_in, seed=seed + 1000 * rank,
@@ -161,6 +167,26 @@ def train_agent(task_name: str | Task, cfg: TrainConfig, *, seed: int = 0, out: 
     else:
         print(f"agent written to {run_dir}", file=sys.stderr)
     return TrainResult(run_dir, outcome.steps, outcome.final_loss, evaluation)
+
+
+def _check_same_data(task: Task, dataset: Any, run_dir: Path, expected: float | None, resumed: bool) -> None:
+    """Refuse a dataset other than the expected one (told apart by its mean episode return, as the sweep report's
+    "mixed data" is): the same task regenerated elsewhere can be other samples (README, Datasets without D4RL)."""
+    mean = float(dataset.statistics()["return_raw"]["mean"])
+    wanted = []
+    if expected is not None:
+        wanted.append((float(expected), "--expect-data-mean names", "nothing was trained"))
+    if resumed:
+        old = ((run_folder.inspect(run_dir).record or {}).get("data") or {}).get("return_raw_mean")
+        if old is not None:
+            wanted.append((float(old), f"the checkpoint in {run_dir} was trained on",
+                           "it was not resumed; remove the folder to train it afresh on this dataset"))
+    for value, what, action in wanted:
+        if not math.isclose(mean, value, rel_tol=1e-9, abs_tol=1e-9):
+            raise DataMismatchError(
+                f"{task.name}: this dataset ({dataset.location}) has mean episode return {mean:.6f}, but {what} one "
+                f"with mean {value:.6f}: other samples of the task (regenerated on a machine whose floating-point "
+                f"code path differs?); {action}")
 
 
 def _no_lock():
