@@ -182,7 +182,7 @@ def test_a_machine_with_other_data_leaves_the_task_for_another(tiny_spec, capsys
     capsys.readouterr()
     assert sweep_main(common) == 0  # not a failure: the cell waits for a machine with the same data
     err = capsys.readouterr().err
-    assert "1 cells not run" in err and "hopper-medium bc seed1" in err and "--allow-mixed-data" in err
+    assert "1 cell not run" in err and "hopper-medium bc seed1" in err and "--allow-mixed-data" in err
     assert "has mean episode return" in err
     done, rows = rows_by_key(out)
     assert list(done) == [("hopper-medium", "bc", 0)]

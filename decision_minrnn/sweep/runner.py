@@ -410,8 +410,8 @@ def run_sweep(spec: SweepSpec, out: Path, *, only: list[dict[str, set[str]]] | N
         finally:
             bar.close()
         if other_data:
-            print(f"{len(other_data)} cells not run: this machine's dataset of their task differs from the one the "
-                  f"task's finished cells were trained on (other samples; README, Datasets without D4RL): "
+            print(f"{len(other_data)} cell{'s' * (len(other_data) != 1)} not run: this machine's dataset of their "
+                  f"task differs from the one the task's finished cells were trained on (other samples; README, Datasets without D4RL): "
                   + ", ".join(other_data) + ". Run them on a machine that regenerates the same data, or pass "
                   "--allow-mixed-data to train them on this one's.", file=sys.stderr)
         if failures:
