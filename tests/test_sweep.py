@@ -18,7 +18,7 @@ from test_data_helpers import episode_arrays, write_file
 from decision_minrnn.cli.sweep import main as sweep_main
 from decision_minrnn.sweep.cells import parse_only, plan_cells, select_cells
 from decision_minrnn.sweep.report import build_report, curve_panels, interval_text, t_quantile
-from decision_minrnn.sweep.runner import plan, read_results
+from decision_minrnn.sweep.runner import expected_data_means, plan, read_results
 from decision_minrnn.sweep.spec import load_spec, spec_names
 from decision_minrnn.tasks import normalized_score, published_scores, published_source, resolve_task
 
@@ -195,6 +195,14 @@ def test_a_machine_with_other_data_leaves_the_task_for_another(tiny_spec, capsys
     assert len(rows) == 2
     first, second = done[("hopper-medium", "bc", 0)], done[("hopper-medium", "bc", 1)]
     assert first["dataset_return_raw_mean"] != second["dataset_return_raw_mean"]  # the report's "mixed data"
+
+
+def test_expected_data_mean_is_the_one_most_finished_cells_of_the_task_saw():
+    rows = [{"task": "hopper-medium", "model": m, "seed": s, "dataset_return_raw_mean": v}
+            for m, s, v in (("bc", 0, 10.5), ("dt", 0, 10.5), ("bc", 1, 12.0), ("dt", 1, 12.0), ("dt", 1, 10.5),
+                            ("bc", 2, None))]  # dt seed 1 was rerun: its last row counts
+    rows.append({"task": "walker2d-medium", "model": "bc", "seed": 0, "dataset_return_raw_mean": 7.25})
+    assert expected_data_means(rows) == {"hopper-medium": 10.5, "walker2d-medium": 7.25}
 
 
 def test_resume_refuses_a_dataset_other_than_the_checkpoints(tiny_spec):
