@@ -10,6 +10,8 @@ import resource
 import time
 from typing import Any
 
+from ..versions import cpu_model
+
 BUSY_OTHER_CPUS = 0.25  # a config during which other processes used more CPUs than this is flagged
 
 
@@ -77,15 +79,6 @@ def memory_gb() -> dict[str, float]:
                 "available": round(info["MemAvailable"] / 1024 ** 2, 1)}
     except (OSError, ValueError, IndexError, KeyError):
         return {}
-
-
-def cpu_model() -> str:
-    """The CPU's model name (/proc/cpuinfo; the platform's processor string elsewhere)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
 
 
 def describe(threads: int, device: str) -> dict[str, Any]:
