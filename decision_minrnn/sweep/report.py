@@ -336,7 +336,7 @@ def _plots(agg: dict[str, Any], curves: dict[str, Any], out_dir: Path, labels: d
     except ImportError:
         return files
     # a one-run model's bootstrap bars are zero-width: its name says so, as the tables do (interval_text)
-    shown = {m: labels.get(m, m) + (" (1 run: no interval)" if agg["models"][m]["runs"] < 2 else "") for m in mats}
+    shown = {m: labels.get(m, m) + (f" ({NO_INTERVAL})" if agg["models"][m]["runs"] < 2 else "") for m in mats}
     names = [shown[m] for m in mats]
     colors = {shown[m]: by_model[m] for m in mats}
     keys = ("iqm", "mean", "optimality_gap")
@@ -483,6 +483,9 @@ def _task_table(report: dict[str, Any], n_max: int, *, finished_only: bool) -> l
     return lines
 
 
+NO_INTERVAL = "1 run: no interval"  # said in place of an rliable interval over one run per task (tables and plots)
+
+
 def interval_text(stat: dict[str, Any], runs: int, digits: int = 1) -> str:
     """`point [lo, hi]` of an rliable estimate; `point (1 run: no interval)` when a model has one run per task.
 
@@ -490,7 +493,7 @@ def interval_text(stat: dict[str, Any], runs: int, digits: int = 1) -> str:
     interval it returns is zero-width or Y's alone: printed, it would read as certainty about an unreplicated score.
     """
     if runs < 2:
-        return f"{stat['point']:.{digits}f} (1 run: no interval)"
+        return f"{stat['point']:.{digits}f} ({NO_INTERVAL})"
     return f"{stat['point']:.{digits}f} [{stat['ci'][0]:.{digits}f}, {stat['ci'][1]:.{digits}f}]"
 
 

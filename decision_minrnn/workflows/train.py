@@ -117,7 +117,8 @@ def train_agent(task_name: str | Task, cfg: TrainConfig, *, seed: int = 0, out: 
         if dataset.observations.shape[1] != task.env.obs_dim:
             raise UserInputError(f"{dataset.location}: observation size {dataset.observations.shape[1]} does not "
                                  f"match {task.env.gym_id} ({task.env.obs_dim})")
-        _check_same_data(task, dataset, run_dir, expect_data_mean, resumed=mode == "resume")
+        data_record = _data_record(dataset)
+        _check_same_data(task, data_record, run_dir, expect_data_mean, resumed=mode == "resume")
         torch.manual_seed(seed)
         sampler = WindowSampler(dataset, context_len=cfg.context_len, batch_size=cfg.batch_size,
                                 context=cfg.context, burn_in=cfg.burn_in, seed=seed + 1000 * rank,
@@ -126,7 +127,7 @@ def train_agent(task_name: str | Task, cfg: TrainConfig, *, seed: int = 0, out: 
         meta = AgentMeta(config=cfg, task=task.name, env_id=task.env.gym_id, obs_dim=task.env.obs_dim,
                          act_dim=task.env.act_dim, seed=seed, state_mean=sampler.state_mean,
                          state_std=sampler.state_std, return_scale=sampler.return_scale,
-                         data=_data_record(dataset),
+                         data=data_record,
                          extra={"versions": versions(), "command": command or sys.argv, "world_size": world})
         curve_seed, final_seed = evaluation_seed(seed, "curve"), evaluation_seed(seed, "final")
 
@@ -169,10 +170,11 @@ def train_agent(task_name: str | Task, cfg: TrainConfig, *, seed: int = 0, out: 
     return TrainResult(run_dir, outcome.steps, outcome.final_loss, evaluation)
 
 
-def _check_same_data(task: Task, dataset: Any, run_dir: Path, expected: float | None, resumed: bool) -> None:
-    """Refuse a dataset other than the expected one (told apart by its mean episode return, as the sweep report's
-    "mixed data" is): the same task regenerated elsewhere can be other samples (README, Datasets without D4RL)."""
-    mean = float(dataset.statistics()["return_raw"]["mean"])
+def _check_same_data(task: Task, data: dict[str, Any], run_dir: Path, expected: float | None, resumed: bool) -> None:
+    """Refuse a dataset (its `_data_record`) other than the expected one, told apart by its mean episode return as the
+    sweep report's "mixed data" is: the same task regenerated elsewhere can be other samples (README, Datasets
+    without D4RL)."""
+    mean = float(data["return_raw_mean"])
     wanted = []
     if expected is not None:
         wanted.append((float(expected), "--expect-data-mean names", "nothing was trained"))
@@ -184,7 +186,7 @@ def _check_same_data(task: Task, dataset: Any, run_dir: Path, expected: float | 
     for value, what, action in wanted:
         if not math.isclose(mean, value, rel_tol=1e-9, abs_tol=1e-9):
             raise DataMismatchError(
-                f"{task.name}: this dataset ({dataset.location}) has mean episode return {mean:.6f}, but {what} one "
+                f"{task.name}: this dataset ({data['location']}) has mean episode return {mean:.6f}, but {what} one "
                 f"with mean {value:.6f}: other samples of the task (regenerated on a machine whose floating-point "
                 f"code path differs?); {action}")
 
